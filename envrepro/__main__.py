@@ -1,0 +1,3 @@
+from envrepro.cli import run
+
+run()

@@ -1,0 +1,18 @@
+"""Data files shipped with envrepro (tables and lists, each with its source). Read by small functions."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+
+@cache
+def load_json(name: str) -> Any:
+    return json.loads(resources.files(__package__).joinpath(name).read_text(encoding="utf-8"))
+
+
+def numerics_env_names() -> tuple[str, ...]:
+    """The environment variables that can change a model's numbers (the only ones ever recorded)."""
+    return tuple(sorted(entry["name"] for entry in load_json("numerics_env.json")["variables"]))

@@ -1,0 +1,96 @@
+"""Probe entry point: `python main.py --out record.json [...]`, run by the target interpreter.
+
+It writes one JSON record: the environment, and for each --model its fingerprint and a reference .npz.
+A model that fails to load is recorded with its error; the environment record is never lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+
+PROBE_VERSION = 1
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import envprobe  # noqa: E402  (siblings are imported by bare name: this file runs as a script)
+import redact  # noqa: E402
+
+
+def _parse(argv: "list[str]") -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="envrepro-probe")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--env-names", default="", help="comma-separated numerics-relevant variables")
+    parser.add_argument("--no-tensorflow", action="store_true", help="do not import TensorFlow")
+    parser.add_argument("--model", action="append", default=[])
+    parser.add_argument("--inputs", default=None, help="an .npz of inputs used for every model")
+    parser.add_argument("--ref-dir", default=None, help="where model-N.npz files are written")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--custom-objects", default=None)
+    parser.add_argument("--unsafe-deserialization", action="store_true")
+    return parser.parse_args(argv)
+
+
+def collect_environment(args: argparse.Namespace) -> "dict[str, object]":
+    import gpu
+    import tfprobe
+
+    names = [name for name in args.env_names.split(",") if name]
+    env = {
+        "python": envprobe.collect_python(),
+        "os": envprobe.collect_os(),
+        "cpu": envprobe.collect_cpu(),
+        "distributions": envprobe.collect_distributions(),
+        "env": envprobe.collect_env(names),
+    }
+    env["tensorflow"] = None if args.no_tensorflow else tfprobe.collect_tensorflow()
+    env["gpu"] = gpu.collect()
+    return env
+
+
+def collect_models(args: argparse.Namespace) -> "list[dict[str, object]]":
+    import modelprobe
+
+    records = []
+    try:
+        custom = modelprobe.load_custom_objects(args.custom_objects)
+    except modelprobe.ModelProbeError as exc:
+        return [{"path": path, "error": {"kind": exc.kind, "detail": exc.detail}} for path in args.model]
+    for index, path in enumerate(args.model):
+        out_npz = os.path.join(args.ref_dir or ".", "model-%d.npz" % index)
+        try:
+            record = modelprobe.probe_model(path, out_npz, args.inputs, args.seed, args.samples,
+                                            custom, not args.unsafe_deserialization)
+            record.update({"path": path, "npz": out_npz, "error": None})
+        except modelprobe.ModelProbeError as exc:
+            record = {"path": path, "error": {"kind": exc.kind, "detail": exc.detail}}
+        except Exception as exc:  # noqa: BLE001 - never lose the environment record
+            detail = "%s: %s" % (type(exc).__name__, exc)
+            record = {"path": path, "error": {"kind": "probe_failed", "detail": detail,
+                                               "traceback": traceback.format_exc(limit=5)}}
+        records.append(record)
+    return records
+
+
+def main(argv: "list[str]") -> int:
+    args = _parse(argv)
+    record = {"probe_version": PROBE_VERSION, "environment": collect_environment(args), "models": []}
+    _write(args.out, record)  # environment first: a crash in a model loader cannot lose it
+    if args.model:
+        record["models"] = collect_models(args)
+        _write(args.out, record)
+    return 0
+
+
+def _write(path: str, record: "dict[str, object]") -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(redact.redact(record), handle, sort_keys=True)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

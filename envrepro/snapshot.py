@@ -1,0 +1,249 @@
+"""The Snapshot: a typed, schema-versioned record of one environment (and its models' references).
+
+The JSON document is validated on load. Its JSON Schema is `Snapshot.model_json_schema()`
+(`envrepro schema snapshot` prints it). Everything in it is sorted, so the same environment gives the
+same document apart from `created_at`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from envrepro.errors import InputFileError, SnapshotFormatError
+
+SCHEMA_VERSION = 1
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PythonInfo(Frozen):
+    version: str
+    implementation: str
+    abi_tag: str
+    soabi: str
+    interpreter_tag: str
+    executable: str
+    prefix: str
+    is_virtualenv: bool
+    platform_tags: tuple[str, ...]
+
+    @property
+    def minor(self) -> str:
+        return ".".join(self.version.split(".")[:2])
+
+
+class Distro(Frozen):
+    id: str
+    version_id: str
+    pretty_name: str
+
+
+class Libc(Frozen):
+    name: str
+    version: str
+
+
+class Container(Frozen):
+    detected: bool
+    evidence: tuple[str, ...]
+
+
+class OsInfo(Frozen):
+    system: str
+    distribution: Distro
+    libc: Libc
+    kernel: str
+    machine: str
+    container: Container
+
+
+class CpuInfo(Frozen):
+    model: str
+    vendor: str
+    logical_cpus: int
+    flags: tuple[str, ...]
+
+
+OriginKind = Literal["index", "editable", "local", "vcs", "url", "unknown"]
+
+
+class Origin(Frozen):
+    kind: OriginKind
+    url: str
+    detail: str
+
+
+class Distribution(Frozen):
+    name: str
+    version: str
+    installer: str
+    requested: bool
+    origin: Origin
+    reproducible: bool
+    reason: str = ""
+
+    @property
+    def key(self) -> str:
+        return normalize_name(self.name)
+
+    @property
+    def local_label(self) -> str:
+        return self.version.partition("+")[2]
+
+
+class Device(Frozen):
+    name: str
+    type: str
+    compute_capability: str | None = None
+    device_name: str = ""
+
+
+class TensorFlowInfo(Frozen):
+    version: str = ""
+    git_version: str = ""
+    keras_version: str = ""
+    keras_module: str = ""
+    keras_major: int | None = None
+    build_info: dict[str, str] = {}
+    built_with_cuda: bool = False
+    devices: tuple[Device, ...] = ()
+    onednn_enabled: bool | None = None
+    import_error: str = ""
+
+
+class Sourced(Frozen):
+    value: str
+    source: str
+
+
+class Gpu(Frozen):
+    index: int
+    name: str
+    compute_capability: str | None
+    source: str
+
+
+class Observation(Frozen):
+    field: str
+    value: str
+    source: str
+
+
+class GpuInfo(Frozen):
+    driver: Sourced | None
+    cuda_runtime: Sourced | None
+    cudnn: Sourced | None
+    gpus: tuple[Gpu, ...]
+    observations: tuple[Observation, ...]
+
+
+class Environment(Frozen):
+    python: PythonInfo
+    os: OsInfo
+    cpu: CpuInfo
+    distributions: tuple[Distribution, ...]
+    env: dict[str, str]
+    tensorflow: TensorFlowInfo | None
+    gpu: GpuInfo
+
+    def distribution(self, name: str) -> Distribution | None:
+        key = normalize_name(name)
+        return next((dist for dist in self.distributions if dist.key == key), None)
+
+
+class TensorSpec(Frozen):
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str
+
+
+class WeightRecord(Frozen):
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    sha256: str
+
+
+class Reference(Frozen):
+    """Reference inputs and outputs: arrays `input.N` / `output.N` in an .npz next to the snapshot."""
+
+    file: str
+    arrays_sha256: dict[str, str]
+    samples: int
+    seed: int | None
+    inputs_from: str
+
+
+class ModelFailure(Frozen):
+    kind: str
+    detail: str
+
+
+class ModelRecord(Frozen):
+    path: str
+    format: Literal["h5", "keras", "savedmodel"] | None = None
+    file_sha256: str = ""
+    saved_keras_version: str = ""
+    architecture_sha256: str = ""
+    weights_sha256: str = ""
+    weights: tuple[WeightRecord, ...] = ()
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+    reference: Reference | None = None
+    error: ModelFailure | None = None
+
+
+class Snapshot(Frozen):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    envrepro_version: str
+    created_at: str
+    environment: Environment
+    models: tuple[ModelRecord, ...] = ()
+
+    def digest(self) -> str:
+        """sha256 of the document without its timestamp: equal for equal environments and models."""
+        payload = self.model_dump(mode="json", exclude={"created_at", "envrepro_version"})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+
+
+def normalize_name(name: str) -> str:
+    return "-".join(part for part in name.lower().replace("_", "-").replace(".", "-").split("-") if part)
+
+
+def load(path: Path) -> Snapshot:
+    """Read and validate a snapshot file, with one clear error for every way it can be wrong."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise InputFileError(path, "no such snapshot", hint="run `envrepro snapshot` first") from exc
+    except OSError as exc:
+        raise InputFileError(path, exc.strerror or str(exc)) from exc
+    return parse(text, path)
+
+
+def parse(text: str, path: Path) -> Snapshot:
+    try:
+        data: Any = json.loads(text)
+    except ValueError as exc:
+        raise SnapshotFormatError(path, f"not JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise SnapshotFormatError(path, "not a JSON object")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise SnapshotFormatError(path, f"schema_version {version!r}, this envrepro reads {SCHEMA_VERSION}")
+    try:
+        return Snapshot.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise SnapshotFormatError(path, f"{where}: {first['msg']}") from exc
