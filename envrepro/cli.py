@@ -32,46 +32,98 @@ err = Console(stderr=True, highlight=False)
 def cli(verbose: int) -> None:
     """Snapshot a training environment, rebuild it as a pinned image, prove the model's numbers match."""
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(message)s", force=True,
-                        handlers=[RichHandler(console=err, show_time=False, show_path=False)])
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        force=True,
+        handlers=[RichHandler(console=err, show_time=False, show_path=False)],
+    )
 
 
 @cli.command("snapshot")
-@click.option("--python", "python", metavar="PATH",
-              help="Interpreter (or environment directory) to inspect. Default: the active virtualenv, "
-                   "else the current interpreter.")
-@click.option("--model", "models", multiple=True, type=click.Path(path_type=Path), metavar="FILE",
-              help="Model to fingerprint and record reference outputs for (.h5, .keras, SavedModel dir). "
-                   "Repeatable.")
-@click.option("--inputs", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE.npz",
-              help="Inputs to record references on (keys input.N or the model's input names).")
+@click.option(
+    "--python",
+    "python",
+    metavar="PATH",
+    help="Interpreter (or environment directory) to inspect. Default: the active virtualenv, "
+    "else the current interpreter.",
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="Model to fingerprint and record reference outputs for (.h5, .keras, SavedModel dir). Repeatable.",
+)
+@click.option(
+    "--inputs",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE.npz",
+    help="Inputs to record references on (keys input.N or the model's input names).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for generated inputs.")
-@click.option("--samples", type=click.IntRange(1), default=64, show_default=True,
-              help="Number of generated input samples.")
-@click.option("--custom-objects", metavar="MODULE|FILE.py",
-              help="Module or file that defines the model's custom layers (imported in the target).")
-@click.option("--unsafe-deserialization", is_flag=True,
-              help="Allow Keras unsafe deserialization (Lambda layers). Only for files you trust.")
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=DEFAULT_SNAPSHOT,
-              show_default=True, help="Where to write the snapshot.")
+@click.option(
+    "--samples",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Number of generated input samples.",
+)
+@click.option(
+    "--custom-objects",
+    metavar="MODULE|FILE.py",
+    help="Module or file that defines the model's custom layers (imported in the target).",
+)
+@click.option(
+    "--unsafe-deserialization",
+    is_flag=True,
+    help="Allow Keras unsafe deserialization (Lambda layers). Only for files you trust.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=DEFAULT_SNAPSHOT,
+    show_default=True,
+    help="Where to write the snapshot.",
+)
 @click.option("--show", is_flag=True, help="Print a summary table of the snapshot.")
-def snapshot_cmd(python: str | None, models: tuple[Path, ...], inputs: Path | None, seed: int, samples: int,
-                 custom_objects: str | None, unsafe_deserialization: bool, output: Path, show: bool) -> int:
+def snapshot_cmd(
+    *,
+    python: str | None,
+    models: tuple[Path, ...],
+    inputs: Path | None,
+    seed: int,
+    samples: int,
+    custom_objects: str | None,
+    unsafe_deserialization: bool,
+    output: Path,
+    show: bool,
+) -> int:
     """Record the target environment (and models' reference outputs) in a snapshot file."""
     if inputs is not None and not inputs.is_file():
         raise EnvreproError(f"{inputs}: no such inputs file", hint="--inputs takes an .npz file")
     request = introspect.ProbeRequest(
-        python=introspect.resolve_interpreter(python), models=models, inputs=inputs, seed=seed,
-        samples=samples, custom_objects=custom_objects, unsafe_deserialization=unsafe_deserialization,
+        python=introspect.resolve_interpreter(python),
+        models=models,
+        inputs=inputs,
+        seed=seed,
+        samples=samples,
+        custom_objects=custom_objects,
+        unsafe_deserialization=unsafe_deserialization,
     )
     with err.status("probing the environment" + (" and models" if models else "")):
         snap = introspect.take_snapshot(request, output)
     if show:
         out.print(snapshot_summary(snap, str(output)))
     blocked = [d for d in snap.environment.distributions if not d.reproducible]
-    err.print(f"wrote {output} ({len(snap.environment.distributions)} distributions, "
-              f"{len(snap.models)} models" + (f", {len(blocked)} not reproducible from an index" if blocked
-                                               else "") + ")")
+    err.print(
+        f"wrote {output} ({len(snap.environment.distributions)} distributions, "
+        f"{len(snap.models)} models"
+        + (f", {len(blocked)} not reproducible from an index" if blocked else "")
+        + ")"
+    )
     return EXIT_OK
 
 
@@ -95,8 +147,9 @@ def schema_cmd(what: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code. Every EnvreproError becomes one line and a hint."""
     try:
-        result = cli.main(args=list(argv) if argv is not None else None, prog_name="envrepro",
-                          standalone_mode=False)
+        result = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="envrepro", standalone_mode=False
+        )
     except click.exceptions.Abort:
         _error_line("interrupted")
         return 130

@@ -54,9 +54,7 @@ class OutputError(EnvreproError):
     """An output cannot be written."""
 
     def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(
-            f"cannot write {path}: {reason}", hint="choose a writable output path (-o / --out)"
-        )
+        super().__init__(f"cannot write {path}: {reason}", hint="choose a writable output path (-o / --out)")
         self.path = path
         self.reason = reason
 
@@ -99,9 +97,7 @@ class ModelError(EnvreproError):
     def __init__(self, problems: Sequence[ModelProblem], *, note: str = "") -> None:
         first = problems[0]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        super().__init__(
-            f"model {first.path}: {first.detail}{more}{note}", hint=_MODEL_HINTS.get(first.kind)
-        )
+        super().__init__(f"model {first.path}: {first.detail}{more}{note}", hint=_MODEL_HINTS.get(first.kind))
         self.problems = tuple(problems)
 
 
@@ -128,4 +124,3 @@ class ProbeError(EnvreproError):
         )
         self.python = python
         self.detail = detail
-

@@ -33,7 +33,7 @@ def staged_file(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         _fsync(tmp)
-        os.replace(tmp, path)
+        tmp.replace(path)
     except OSError as exc:
         raise OutputError(path, exc.strerror or str(exc)) from exc
     finally:
@@ -54,8 +54,8 @@ def staged_dir(path: Path) -> Iterator[Path]:
         yield tmp
         if path.exists():
             shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-        os.replace(tmp, path)
+            path.replace(old)
+        tmp.replace(path)
         shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
         raise OutputError(path, exc.strerror or str(exc)) from exc

@@ -105,8 +105,11 @@ def _first_line(text: str) -> str:
 def check_models(models: Sequence[Path]) -> None:
     for model in models:
         if not model.exists():
-            raise InputFileError(model, "no such model file or directory",
-                                 hint="supported forms: .h5, .keras, or a SavedModel directory")
+            raise InputFileError(
+                model,
+                "no such model file or directory",
+                hint="supported forms: .h5, .keras, or a SavedModel directory",
+            )
 
 
 def probe(request: ProbeRequest, workdir: Path) -> dict[str, Any]:
@@ -117,9 +120,18 @@ def probe(request: ProbeRequest, workdir: Path) -> dict[str, Any]:
     refs = workdir / "refs"
     refs.mkdir(exist_ok=True)
     argv: list[str | os.PathLike[str]] = [
-        request.python, PROBE_DIR / "main.py", "--out", out, "--ref-dir", refs,
-        "--env-names", ",".join(request.env_names),
-        "--seed", str(request.seed), "--samples", str(request.samples),
+        request.python,
+        PROBE_DIR / "main.py",
+        "--out",
+        out,
+        "--ref-dir",
+        refs,
+        "--env-names",
+        ",".join(request.env_names),
+        "--seed",
+        str(request.seed),
+        "--samples",
+        str(request.samples),
     ]
     for model in request.models:
         argv += ["--model", model.absolute()]
@@ -151,20 +163,30 @@ def _run_probe(python: Path, argv: Sequence[str | os.PathLike[str]], out: Path) 
     if not out.exists():
         raise ProbeError(str(python), f"exit code {done.returncode}: {_first_line(done.stderr)}")
     if done.returncode != 0:
-        log.warning("the probe exited with %s after writing the environment record: %s",
-                    done.returncode, _first_line(done.stderr))
+        log.warning(
+            "the probe exited with %s after writing the environment record: %s",
+            done.returncode,
+            _first_line(done.stderr),
+        )
     record: dict[str, Any] = redact(json.loads(out.read_text(encoding="utf-8")))
     return record
 
 
-def to_snapshot(record: Mapping[str, Any], refs: Mapping[str, str], now: dt.datetime | None = None) -> Snapshot:
+def to_snapshot(
+    record: Mapping[str, Any], refs: Mapping[str, str], now: dt.datetime | None = None
+) -> Snapshot:
     """Build the typed Snapshot from a raw probe record; `refs` maps model path -> reference file name."""
     env = dict(record["environment"])
     env["distributions"] = [_with_reproducibility(raw) for raw in env["distributions"]]
-    created = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0).isoformat()
+    created = (now or dt.datetime.now(dt.timezone.utc)).replace(microsecond=0).isoformat()
     models = [_model_record(raw, refs.get(raw["path"])) for raw in record.get("models", [])]
     return Snapshot.model_validate(
-        {"envrepro_version": envrepro.__version__, "created_at": created, "environment": env, "models": models}
+        {
+            "envrepro_version": envrepro.__version__,
+            "created_at": created,
+            "environment": env,
+            "models": models,
+        }
     )
 
 
@@ -192,9 +214,19 @@ def _model_record(raw: Mapping[str, Any], ref_file: str | None) -> ModelRecord:
     if raw.get("error"):
         error = {key: raw["error"][key] for key in ("kind", "detail")}
         return ModelRecord(path=raw["path"], error=error)  # type: ignore[arg-type]
-    fields = {key: raw[key] for key in (
-        "format", "file_sha256", "saved_keras_version", "architecture_sha256", "weights_sha256",
-        "weights", "inputs", "outputs")}
+    fields = {
+        key: raw[key]
+        for key in (
+            "format",
+            "file_sha256",
+            "saved_keras_version",
+            "architecture_sha256",
+            "weights_sha256",
+            "weights",
+            "inputs",
+            "outputs",
+        )
+    }
     reference = None
     if ref_file is not None:
         reference = {

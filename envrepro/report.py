@@ -32,9 +32,12 @@ def _environment_rows(env: Environment) -> list[tuple[str, str]]:
     tf = env.tensorflow
     rows = [
         ("Python", f"{py.version} ({py.implementation}, {py.abi_tag}) at {py.executable}"),
-        ("OS", f"{osinfo.distribution.pretty_name or osinfo.system} · {osinfo.libc.name} {osinfo.libc.version}"
-               f" · kernel {osinfo.kernel} · {osinfo.machine}"
-               + (" · in a container" if osinfo.container.detected else "")),
+        (
+            "OS",
+            f"{osinfo.distribution.pretty_name or osinfo.system} · {osinfo.libc.name} {osinfo.libc.version}"
+            f" · kernel {osinfo.kernel} · {osinfo.machine}"
+            + (" · in a container" if osinfo.container.detected else ""),
+        ),
         ("CPU", f"{cpu.model} ({cpu.vendor}, {cpu.logical_cpus} logical)"),
         ("CPU vector flags", " ".join(cpu.flags) or "none detected"),
         ("Distributions", str(len(env.distributions))),
@@ -45,8 +48,12 @@ def _environment_rows(env: Environment) -> list[tuple[str, str]]:
         rows.append(("TensorFlow", f"installed but fails to import: {tf.import_error}"))
     else:
         onednn = {True: "on", False: "off", None: "unknown"}[tf.onednn_enabled]
-        rows.append(("TensorFlow", f"{tf.version} ({'CUDA build' if tf.built_with_cuda else 'CPU build'}, "
-                                   f"oneDNN {onednn})"))
+        rows.append(
+            (
+                "TensorFlow",
+                f"{tf.version} ({'CUDA build' if tf.built_with_cuda else 'CPU build'}, oneDNN {onednn})",
+            )
+        )
         rows.append(("Keras", f"{tf.keras_version} via tf.keras → {tf.keras_module or '?'}"))
         rows.append(("Devices", ", ".join(d.name.split("device:")[-1] for d in tf.devices) or "none"))
     numpy = env.distribution("numpy")
@@ -82,11 +89,19 @@ def _models(models: tuple[ModelRecord, ...]) -> RenderableType:
         table.add_column(column)
     for model in models:
         if model.error:
-            table.add_row(model.path, Text(f"error: {model.error.kind}", style="red"), model.error.detail, "", "", "")
+            table.add_row(
+                model.path, Text(f"error: {model.error.kind}", style="red"), model.error.detail, "", "", ""
+            )
             continue
         inputs = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in model.inputs)
         outputs = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in model.outputs)
         ref = f"{model.reference.samples} samples → {model.reference.file}" if model.reference else "none"
-        table.add_row(model.path, model.format or "", inputs, outputs,
-                      f"{len(model.weights)} tensors, sha256 {model.weights_sha256[:12]}", ref)
+        table.add_row(
+            model.path,
+            model.format or "",
+            inputs,
+            outputs,
+            f"{len(model.weights)} tensors, sha256 {model.weights_sha256[:12]}",
+            ref,
+        )
     return table

@@ -22,16 +22,16 @@ class Target:
 
     kind: TargetKind
     variant: Variant
-    reason: str                       # one sentence: why CPU/GPU and this base
-    base_image: str                   # e.g. python:3.11.7-slim-bookworm, or the user's --base-image
-    python_version: str               # exact x.y.z the image runs (snapshot's, or the base's)
-    python_executable: str            # how the base runs python: "python3" or "/usr/local/bin/python"
-    platform: str                     # docker platform, e.g. linux/amd64
-    pip_platforms: tuple[str, ...]    # wheel platform tags the lock is computed for
+    reason: str  # one sentence: why CPU/GPU and this base
+    base_image: str  # e.g. python:3.11.7-slim-bookworm, or the user's --base-image
+    python_version: str  # exact x.y.z the image runs (snapshot's, or the base's)
+    python_executable: str  # how the base runs python: "python3" or "/usr/local/bin/python"
+    platform: str  # docker platform, e.g. linux/amd64
+    pip_platforms: tuple[str, ...]  # wheel platform tags the lock is computed for
     cuda: str | None = None
     cudnn: str | None = None
-    env: tuple[tuple[str, str], ...] = ()          # numerics-relevant variables baked into the image
-    labels: tuple[tuple[str, str], ...] = ()       # OCI labels + io.envrepro.snapshot.digest
+    env: tuple[tuple[str, str], ...] = ()  # numerics-relevant variables baked into the image
+    labels: tuple[tuple[str, str], ...] = ()  # OCI labels + io.envrepro.snapshot.digest
     warnings: tuple[str, ...] = ()
 
 
@@ -39,17 +39,17 @@ class Target:
 class LockedRequirement:
     name: str
     version: str
-    hashes: tuple[str, ...]           # "sha256:..." for the target platform's files
+    hashes: tuple[str, ...]  # "sha256:..." for the target platform's files
 
 
 @dataclass(frozen=True)
 class Lock:
     """The pinned, hashed requirements for the image (pip-tools output), and what was left out."""
 
-    text: str                         # requirements.lock.txt content, deterministic
+    text: str  # requirements.lock.txt content, deterministic
     requirements: tuple[LockedRequirement, ...]
-    excluded: tuple[tuple[str, str], ...] = ()     # (name, why) not installable from an index
-    input_digest: str = ""            # sha256 of the lock inputs; equal digest -> reuse the lock
+    excluded: tuple[tuple[str, str], ...] = ()  # (name, why) not installable from an index
+    input_digest: str = ""  # sha256 of the lock inputs; equal digest -> reuse the lock
 
 
 @dataclass(frozen=True)

@@ -11,19 +11,36 @@ import platform
 import re
 import sys
 import sysconfig
+from importlib import metadata as _metadata
 from typing import Any, Dict, Iterable, List, Optional
-
-try:  # 3.8+: importlib.metadata is in the standard library
-    from importlib import metadata as _metadata
-except ImportError:  # pragma: no cover - Python < 3.8 is not supported
-    _metadata = None  # type: ignore[assignment]
 
 # CPU features that select different kernels in TensorFlow / oneDNN / Eigen (x86 and Arm).
 INTERESTING_CPU_FLAGS = (
-    "sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c",
-    "avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni", "avx512_bf16",
-    "avx512_fp16", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile", "amx_fp16",
-    "asimd", "asimddp", "sve", "sve2", "bf16", "i8mm",
+    "sse4_1",
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512cd",
+    "avx512bw",
+    "avx512dq",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx_vnni",
+    "amx_bf16",
+    "amx_int8",
+    "amx_tile",
+    "amx_fp16",
+    "asimd",
+    "asimddp",
+    "sve",
+    "sve2",
+    "bf16",
+    "i8mm",
 )
 
 JsonDict = Dict[str, Any]
@@ -95,8 +112,10 @@ def _linux_tags(arch: str, libc: JsonDict) -> List[str]:
         tags = []
         for glibc_minor in range(minor, 4, -1):
             tags.append("manylinux_%d_%d_%s" % (major, glibc_minor, arch))
-            if glibc_minor in legacy and arch in ("x86_64", "i686") or (
-                glibc_minor == 17 and arch in ("aarch64", "ppc64le", "s390x", "armv7l")
+            if (
+                (glibc_minor in legacy
+                and arch in ("x86_64", "i686"))
+                or (glibc_minor == 17 and arch in ("aarch64", "ppc64le", "s390x", "armv7l"))
             ):
                 tags.append("%s_%s" % (legacy[glibc_minor], arch))
         return tags + ["linux_" + arch]
@@ -129,7 +148,11 @@ def collect_os() -> JsonDict:
 
 def _os_release() -> JsonDict:
     if sys.platform == "darwin":
-        return {"id": "macos", "version_id": platform.mac_ver()[0], "pretty_name": "macOS " + platform.mac_ver()[0]}
+        return {
+            "id": "macos",
+            "version_id": platform.mac_ver()[0],
+            "pretty_name": "macOS " + platform.mac_ver()[0],
+        }
     fields: Dict[str, str] = {}
     for path in ("/etc/os-release", "/usr/lib/os-release"):
         text = _read(path)
@@ -220,8 +243,6 @@ def collect_env(names: Iterable[str]) -> JsonDict:
 def collect_distributions(path: Optional[List[str]] = None) -> List[JsonDict]:
     """Every installed distribution visible on sys.path, first one wins (as for imports)."""
     seen: Dict[str, JsonDict] = {}
-    if _metadata is None:  # pragma: no cover
-        return []
     dists = _metadata.distributions(path=path) if path is not None else _metadata.distributions()
     for dist in dists:
         name = dist.metadata["Name"] if dist.metadata else None

@@ -15,8 +15,9 @@ import traceback
 PROBE_VERSION = 1
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import envprobe  # noqa: E402  (siblings are imported by bare name: this file runs as a script)
-import redact  # noqa: E402
+# Siblings are imported by their bare names: this file runs as a script in the target interpreter.
+import envprobe  # type: ignore[import-not-found]  # noqa: E402
+import redact  # type: ignore[import-not-found]  # noqa: E402
 
 
 def _parse(argv: "list[str]") -> argparse.Namespace:
@@ -35,8 +36,8 @@ def _parse(argv: "list[str]") -> argparse.Namespace:
 
 
 def collect_environment(args: argparse.Namespace) -> "dict[str, object]":
-    import gpu
-    import tfprobe
+    import gpu  # type: ignore[import-not-found]
+    import tfprobe  # type: ignore[import-not-found]
 
     names = [name for name in args.env_names.split(",") if name]
     env = {
@@ -52,7 +53,7 @@ def collect_environment(args: argparse.Namespace) -> "dict[str, object]":
 
 
 def collect_models(args: argparse.Namespace) -> "list[dict[str, object]]":
-    import modelprobe
+    import modelprobe  # type: ignore[import-not-found]
 
     records = []
     try:
@@ -62,15 +63,22 @@ def collect_models(args: argparse.Namespace) -> "list[dict[str, object]]":
     for index, path in enumerate(args.model):
         out_npz = os.path.join(args.ref_dir or ".", "model-%d.npz" % index)
         try:
-            record = modelprobe.probe_model(path, out_npz, args.inputs, args.seed, args.samples,
-                                            custom, not args.unsafe_deserialization)
+            record = modelprobe.probe_model(
+                path, out_npz, args.inputs, args.seed, args.samples, custom, not args.unsafe_deserialization
+            )
             record.update({"path": path, "npz": out_npz, "error": None})
         except modelprobe.ModelProbeError as exc:
             record = {"path": path, "error": {"kind": exc.kind, "detail": exc.detail}}
         except Exception as exc:  # noqa: BLE001 - never lose the environment record
             detail = "%s: %s" % (type(exc).__name__, exc)
-            record = {"path": path, "error": {"kind": "probe_failed", "detail": detail,
-                                               "traceback": traceback.format_exc(limit=5)}}
+            record = {
+                "path": path,
+                "error": {
+                    "kind": "probe_failed",
+                    "detail": detail,
+                    "traceback": traceback.format_exc(limit=5),
+                },
+            }
         records.append(record)
     return records
 

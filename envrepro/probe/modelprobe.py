@@ -44,7 +44,9 @@ def model_format(path: str) -> str:
         return "keras"
     if lowered.endswith((".h5", ".hdf5")):
         return "h5"
-    raise ModelProbeError("unsupported", "unknown model format (expected .h5, .keras or a SavedModel directory)")
+    raise ModelProbeError(
+        "unsupported", "unknown model format (expected .h5, .keras or a SavedModel directory)"
+    )
 
 
 def file_digest(path: str) -> str:
@@ -82,7 +84,7 @@ def load_custom_objects(spec: Optional[str]) -> Dict[str, Any]:
             module_spec.loader.exec_module(module)
         else:
             module = importlib.import_module(spec)
-    except Exception as exc:  # noqa: BLE001 - any import failure is reported the same way
+    except Exception as exc:
         raise ModelProbeError("custom_objects", "cannot import custom objects %s: %s" % (spec, exc)) from exc
     return {
         name: obj
@@ -98,15 +100,32 @@ def classify_load_error(exc: BaseException) -> ModelProbeError:
     short = _trim(text)
     if isinstance(exc, zipfile.BadZipFile) or any(
         marker in lowered
-        for marker in ("truncated", "file signature not found", "unable to open file",
-                       "unable to synchronously open", "not a zip file", "error parsing message",
-                       "bad magic number", "decodeerror", "corrupt")
+        for marker in (
+            "truncated",
+            "file signature not found",
+            "unable to open file",
+            "unable to synchronously open",
+            "not a zip file",
+            "error parsing message",
+            "bad magic number",
+            "decodeerror",
+            "corrupt",
+        )
     ):
         return ModelProbeError("corrupt", "cannot be read, it is truncated or corrupt (%s)" % short)
     if any(marker in lowered for marker in ("safe_mode", "unsafe", "lambda` layer")):
         return ModelProbeError("unsafe", "needs unsafe deserialization (%s)" % short)
-    if any(marker in lowered for marker in ("unknown layer", "could not locate", "custom_objects",
-                                            "could not deserialize", "unknown object", "register_keras_serializable")):
+    if any(
+        marker in lowered
+        for marker in (
+            "unknown layer",
+            "could not locate",
+            "custom_objects",
+            "could not deserialize",
+            "unknown object",
+            "register_keras_serializable",
+        )
+    ):
         return ModelProbeError("custom_objects", "needs custom objects that are not available (%s)" % short)
     return ModelProbeError("load_failed", "failed to load (%s)" % short)
 
@@ -119,9 +138,16 @@ def _trim(text: str, limit: int = 300) -> str:
 class LoadedModel:
     """A uniform face over a Keras model and a SavedModel serving signature."""
 
-    def __init__(self, fmt: str, inputs: List[JsonDict], outputs: List[JsonDict],
-                 call: Callable[[List[Any]], List[Any]], architecture: Any, weights: List[Tuple[str, Any]],
-                 saved_keras_version: str) -> None:
+    def __init__(
+        self,
+        fmt: str,
+        inputs: List[JsonDict],
+        outputs: List[JsonDict],
+        call: Callable[[List[Any]], List[Any]],
+        architecture: Any,
+        weights: List[Tuple[str, Any]],
+        saved_keras_version: str,
+    ) -> None:
         self.format = fmt
         self.inputs = inputs
         self.outputs = outputs
@@ -139,7 +165,7 @@ def load_model(path: str, custom_objects: Dict[str, Any], safe_mode: bool) -> Lo
         return _load_keras(path, fmt, custom_objects, safe_mode)
     except ModelProbeError:
         raise
-    except Exception as exc:  # noqa: BLE001 - loaders raise anything; classify it
+    except Exception as exc:
         raise classify_load_error(exc) from exc
 
 
@@ -221,7 +247,9 @@ def _load_savedmodel(path: str) -> LoadedModel:
         total = len(arrays[0])
         chunks: Dict[str, List[Any]] = {name: [] for name in output_names}
         for start in range(0, total, BATCH_SIZE):
-            feed = {name: tf.constant(arr[start : start + BATCH_SIZE]) for name, arr in zip(input_names, arrays)}
+            feed = {
+                name: tf.constant(arr[start : start + BATCH_SIZE]) for name, arr in zip(input_names, arrays)
+            }
             result = fn(**feed)
             for name in output_names:
                 chunks[name].append(result[name].numpy())
@@ -243,7 +271,11 @@ def _shape(shape: Any) -> List[Optional[int]]:
 
 
 def _spec(name: str, shape: Any, dtype: Any) -> JsonDict:
-    return {"name": str(name).split(":")[0], "shape": _shape(shape), "dtype": str(getattr(dtype, "name", dtype))}
+    return {
+        "name": str(name).split(":")[0],
+        "shape": _shape(shape),
+        "dtype": str(getattr(dtype, "name", dtype)),
+    }
 
 
 def fingerprint(model: LoadedModel) -> JsonDict:
@@ -254,7 +286,9 @@ def fingerprint(model: LoadedModel) -> JsonDict:
     for name, array in model.weights:
         digest = array_digest(array)
         combined.update(digest.encode())
-        records.append({"name": name, "shape": list(array.shape), "dtype": str(array.dtype), "sha256": digest})
+        records.append(
+            {"name": name, "shape": list(array.shape), "dtype": str(array.dtype), "sha256": digest}
+        )
     return {"architecture_sha256": arch, "weights_sha256": combined.hexdigest(), "weights": records}
 
 
@@ -275,7 +309,7 @@ def make_inputs(specs: List[JsonDict], samples: int, seed: int) -> List[Any]:
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    arrays = []
+    arrays: List[Any] = []
     for spec in specs:
         dims = spec["shape"]
         shape = [samples] + [FREE_DIM if d is None else d for d in dims[1:]]
@@ -289,7 +323,9 @@ def make_inputs(specs: List[JsonDict], samples: int, seed: int) -> List[Any]:
         elif dtype.kind == "b":
             arrays.append(rng.random(shape) < 0.5)
         else:
-            raise ModelProbeError("inputs", "cannot generate %s inputs for %r; pass --inputs" % (dtype, spec["name"]))
+            raise ModelProbeError(
+                "inputs", "cannot generate %s inputs for %r; pass --inputs" % (dtype, spec["name"])
+            )
     return arrays
 
 
@@ -300,7 +336,7 @@ def read_inputs(npz_path: str, specs: List[JsonDict]) -> List[Any]:
     try:
         with np.load(npz_path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ModelProbeError("inputs", "cannot read inputs %s: %s" % (npz_path, _trim(str(exc)))) from exc
     chosen = []
     for index, spec in enumerate(specs):
@@ -312,13 +348,23 @@ def read_inputs(npz_path: str, specs: List[JsonDict]) -> List[Any]:
             if len(specs) == 1 and len(arrays) == 1:
                 chosen.append(next(iter(arrays.values())))
             else:
-                raise ModelProbeError("inputs", "%s has no array for input %r (keys: %s)"
-                                      % (npz_path, spec["name"], ", ".join(sorted(arrays)) or "none"))
+                raise ModelProbeError(
+                    "inputs",
+                    "%s has no array for input %r (keys: %s)"
+                    % (npz_path, spec["name"], ", ".join(sorted(arrays)) or "none"),
+                )
     return chosen
 
 
-def probe_model(path: str, out_npz: str, inputs_npz: Optional[str], seed: int, samples: int,
-                custom_objects: Dict[str, Any], safe_mode: bool) -> JsonDict:
+def probe_model(
+    path: str,
+    out_npz: str,
+    inputs_npz: Optional[str],
+    seed: int,
+    samples: int,
+    custom_objects: Dict[str, Any],
+    safe_mode: bool,
+) -> JsonDict:
     """Load, fingerprint and run one model; write inputs and outputs to `out_npz`; return its record."""
     import numpy as np
 
@@ -328,20 +374,25 @@ def probe_model(path: str, out_npz: str, inputs_npz: Optional[str], seed: int, s
     arrays = read_inputs(inputs_npz, model.inputs) if inputs_npz else make_inputs(model.inputs, samples, seed)
     try:
         results = model.call(arrays)
-    except Exception as exc:  # noqa: BLE001
-        raise ModelProbeError("run_failed", "failed to run on the inputs (%s)" % _trim("%s: %s" % (type(exc).__name__, exc))) from exc
+    except Exception as exc:
+        raise ModelProbeError(
+            "run_failed", "failed to run on the inputs (%s)" % _trim("%s: %s" % (type(exc).__name__, exc))
+        ) from exc
     ran = time.perf_counter()
     payload = {"input.%d" % i: a for i, a in enumerate(arrays)}
     payload.update({"output.%d" % i: r for i, r in enumerate(results)})
     np.savez(out_npz, **payload)
-    outputs = [dict(spec, shape=[None] + list(r.shape[1:]), dtype=str(r.dtype)) for spec, r in zip(model.outputs, results)]
+    outputs = [
+        dict(spec, shape=[None] + list(r.shape[1:]), dtype=str(r.dtype))
+        for spec, r in zip(model.outputs, results)
+    ]
     record: JsonDict = {
         "format": model.format,
         "file_sha256": file_digest(path),
         "saved_keras_version": model.saved_keras_version,
         "inputs": model.inputs,
         "outputs": outputs,
-        "samples": int(len(arrays[0])) if arrays else 0,
+        "samples": len(arrays[0]) if arrays else 0,
         "seed": None if inputs_npz else seed,
         "inputs_from": ("file:" + os.path.basename(inputs_npz)) if inputs_npz else "generated",
         "arrays_sha256": {key: array_digest(value) for key, value in sorted(payload.items())},

@@ -56,7 +56,7 @@ def _tf_keras() -> "tuple[str, str]":
 
 
 def _major(version: str) -> Optional[int]:
-    head = version.split(".")[0]
+    head = version.split(".", maxsplit=1)[0]
     return int(head) if head.isdigit() else None
 
 

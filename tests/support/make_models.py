@@ -15,13 +15,14 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from custom_layers import Scale  # noqa: E402
+import numpy as np
+import tensorflow as tf
+from custom_layers import Scale
 
 keras = tf.keras
-KERAS3 = int(getattr(keras, "__version__", "2").split(".")[0]) >= 3 if hasattr(keras, "__version__") else False
+KERAS3 = (
+    int(getattr(keras, "__version__", "2").split(".")[0]) >= 3 if hasattr(keras, "__version__") else False
+)
 
 
 def dense(seed: int) -> "keras.Model":
@@ -57,13 +58,16 @@ def main(outdir: str) -> None:
     lam.save(os.path.join(outdir, "lambda.keras"))
 
     tf.random.set_seed(3)
-    cnn = keras.Sequential([
-        keras.Input((16, 16, 1), name="image"),
-        keras.layers.Conv2D(4, 3, activation="relu"),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Flatten(),
-        keras.layers.Dense(10, activation="softmax"),
-    ], name="cnn")
+    cnn = keras.Sequential(
+        [
+            keras.Input((16, 16, 1), name="image"),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ],
+        name="cnn",
+    )
     cnn.save(os.path.join(outdir, "cnn.keras"))
 
     with open(os.path.join(outdir, "dense.h5"), "rb") as handle:

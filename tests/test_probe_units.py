@@ -1,0 +1,171 @@
+"""Pure parts of the probe and the host: redaction, platform tags, install origins, atomic writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from envrepro.errors import InterpreterError, OutputError
+from envrepro.fsutil import staged_file, write_atomic
+from envrepro.introspect import reference_dir, resolve_interpreter
+from envrepro.probe import envprobe
+from envrepro.probe.redact import redact, redact_text
+
+CASES = Path(__file__).parent / "cases"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("https://user:s3cr3t@pypi.acme.dev/simple", "https://***@pypi.acme.dev/simple"),
+        (
+            "git+https://oauth2:glpat-abcdefghijklmnopqrst@gitlab.com/a/b.git",
+            "git+https://***@gitlab.com/a/b.git",
+        ),
+        (
+            "https://bucket.s3.amazonaws.com/x.whl?X-Amz-Signature=abc123&y=1",
+            "https://bucket.s3.amazonaws.com/x.whl?X-Amz-Signature=***&y=1",
+        ),
+        ("token ghp_" + "a" * 36 + " end", "token *** end"),
+        ("AKIA" + "ABCDEFGHIJKLMNOP", "***"),
+        ("--xla_dump_to=/tmp/xla", "--xla_dump_to=/tmp/xla"),
+        ("https://pypi.org/simple", "https://pypi.org/simple"),
+    ],
+)
+def test_redaction_hides_credentials_and_keeps_everything_else(text, expected):
+    assert redact_text(text) == expected
+
+
+def test_redaction_walks_nested_records():
+    record = {"a": ["https://u:p@h/x", {"b": "hf_" + "x" * 30}], "n": 3, "ok": None}
+    assert redact(record) == {"a": ["https://***@h/x", {"b": "***"}], "n": 3, "ok": None}
+
+
+def test_linux_platform_tags_follow_glibc_newest_first():
+    tags = envprobe.platform_tags("Linux", "x86_64", {"name": "glibc", "version": "2.36"})
+    assert tags[0] == "manylinux_2_36_x86_64"
+    assert "manylinux2014_x86_64" in tags
+    assert tags.index("manylinux_2_17_x86_64") < tags.index("manylinux2014_x86_64")
+    assert tags[-1] == "linux_x86_64"
+    arm = envprobe.platform_tags("Linux", "aarch64", {"name": "glibc", "version": "2.31"})
+    assert "manylinux2014_aarch64" in arm
+    assert "manylinux2010_aarch64" not in arm
+
+
+def test_macos_platform_tags_name_the_architecture():
+    tags = envprobe.platform_tags("Darwin", "arm64", {"name": "", "version": ""})
+    assert all(tag.startswith("macosx_") for tag in tags)
+    assert any(tag.endswith("_arm64") for tag in tags)
+
+
+@pytest.mark.parametrize(
+    ("direct_url", "kind"),
+    [
+        (None, "index"),
+        ({"url": "file:///src/pkg", "dir_info": {"editable": True}}, "editable"),
+        ({"url": "file:///wheels/pkg-1.0-py3-none-any.whl", "archive_info": {}}, "local"),
+        ({"url": "https://github.com/a/b.git", "vcs_info": {"vcs": "git", "commit_id": "abc"}}, "vcs"),
+        ({"url": "https://files.example/pkg-1.0.whl", "archive_info": {"hashes": {"sha256": "00"}}}, "url"),
+    ],
+)
+def test_install_origin_is_read_from_pep610_records(direct_url, kind):
+    text = json.dumps(direct_url) if direct_url is not None else None
+    assert envprobe.classify_origin(text)["kind"] == kind
+
+
+def test_unreadable_direct_url_is_unknown_not_a_crash():
+    assert envprobe.classify_origin("{not json")["kind"] == "unknown"
+
+
+def test_cpu_flags_keep_only_kernel_relevant_instructions(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
+        "flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512_vnni avx512_bf16 amx_tile amx_bf16 amx_int8 ht\n\n"
+        "processor\t: 1\nflags\t\t: fpu\n"
+    )
+    cpu = envprobe.collect_cpu(str(cpuinfo))
+    assert cpu["vendor"] == "GenuineIntel"
+    assert cpu["model"].startswith("Intel(R) Xeon(R) Platinum")
+    assert cpu["flags"] == sorted(
+        [
+            "sse4_2",
+            "avx",
+            "avx2",
+            "fma",
+            "avx512f",
+            "avx512_vnni",
+            "avx512_bf16",
+            "amx_tile",
+            "amx_bf16",
+            "amx_int8",
+        ]
+    )
+
+
+def test_only_the_named_environment_variables_are_collected(monkeypatch):
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    monkeypatch.setenv("GITHUB_TOKEN", "x")
+    assert envprobe.collect_env(["TF_ENABLE_ONEDNN_OPTS", "OMP_NUM_THREADS"]) == {
+        "TF_ENABLE_ONEDNN_OPTS": "0"
+    }
+
+
+def test_interpreter_defaults_to_the_active_virtualenv_then_conda(tmp_path):
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text("#!/bin/sh\n")
+    (venv / "bin" / "python").chmod(0o755)
+    assert resolve_interpreter(None, {"VIRTUAL_ENV": str(venv)}) == venv / "bin" / "python"
+    assert resolve_interpreter(None, {"CONDA_PREFIX": str(venv)}) == venv / "bin" / "python"
+    assert resolve_interpreter(str(venv), {}) == venv / "bin" / "python"
+    with pytest.raises(InterpreterError, match="holds no bin/python"):
+        resolve_interpreter(str(tmp_path / "venv" / "bin"), {})
+
+
+def test_reference_arrays_live_next_to_the_snapshot():
+    assert reference_dir(Path("out/envrepro.lock.json")) == Path("out/envrepro.lock.ref")
+    assert reference_dir(Path("snap")) == Path("snap.ref")
+
+
+def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path):
+    target = tmp_path / "f.json"
+    target.write_text("old")
+
+    class BoomError(Exception):
+        pass
+
+    def interrupted_write() -> None:
+        with staged_file(target) as tmp:
+            tmp.write_text("half")
+            raise BoomError
+
+    with pytest.raises(BoomError):
+        interrupted_write()
+    assert target.read_text() == "old"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_keyboard_interrupt_during_a_write_leaves_the_previous_file(tmp_path):
+    target = tmp_path / "f.json"
+    target.write_text("old")
+
+    def interrupted_write() -> None:
+        with staged_file(target) as tmp:
+            tmp.write_text("half")
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted_write()
+    assert target.read_text() == "old"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_write_atomic_replaces_the_file(tmp_path):
+    target = tmp_path / "sub" / "f.txt"
+    write_atomic(target, "new")
+    assert target.read_text() == "new"
+    with pytest.raises(OutputError):
+        write_atomic(target / "child", "x")
