@@ -31,7 +31,7 @@ from envrepro.errors import (
 )
 from envrepro.fsutil import staged_file, write_atomic
 from envrepro.probe.redact import redact
-from envrepro.snapshot import Distribution, ModelRecord, Origin, Snapshot
+from envrepro.snapshot import Distribution, Environment, ModelRecord, Origin, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -280,3 +280,10 @@ def write_snapshot(snap: Snapshot, output: Path, sources: Mapping[str, Path]) ->
         with staged_file(output.parent / relative) as tmp:
             shutil.copyfile(source, tmp)
     write_atomic(output, snap.to_json())
+
+
+def environment_of(python: Path) -> Environment:
+    """The environment of a live interpreter, without writing anything (for `envrepro diff`)."""
+    with tempfile.TemporaryDirectory(prefix="envrepro-probe-") as tmp:
+        record = probe(ProbeRequest(python=python), Path(tmp))
+    return to_snapshot(record, {}).environment

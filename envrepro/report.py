@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from envrepro.diff import Difference
+from envrepro.parity_model import ParityReport
 from envrepro.snapshot import Distribution, Environment, GpuInfo, ModelRecord, Snapshot
 
 
@@ -105,3 +109,231 @@ def _models(models: tuple[ModelRecord, ...]) -> RenderableType:
             ref,
         )
     return table
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Parity reports: terminal, Markdown (pull-request comment / step summary), JUnit XML, JSON
+
+
+def _num(value: float | None, spec: str = ".3g") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def parity_table(report: ParityReport) -> RenderableType:
+    table = Table(
+        title=f"parity — {report.model} in {report.image} ({report.samples} samples)", title_justify="left"
+    )
+    for column in (
+        "output",
+        "shape",
+        "max abs",
+        "mean abs",
+        "max rel",
+        "ulp",
+        "min atol",
+        "argmax",
+        "result",
+    ):
+        table.add_column(column)
+    for out in report.outputs:
+        table.add_row(
+            out.name,
+            "x".join(map(str, out.candidate_shape)),
+            _num(out.max_abs_error),
+            _num(out.mean_abs_error),
+            _num(out.max_rel_error),
+            _num(out.max_ulp, "d") if out.max_ulp is not None else "—",
+            _num(out.min_passing_atol),
+            _num(out.argmax_agreement, ".1%") if out.argmax_agreement is not None else "—",
+            Text("pass", style="green") if out.passed else Text(f"FAIL: {out.reason}", style="red"),
+        )
+    parts: list[RenderableType] = [table]
+    if report.model_mismatch:
+        parts.append(
+            Text(
+                "model mismatch: "
+                + "; ".join(f"{f.what} differs" for f in report.fingerprints if not f.same),
+                style="bold red",
+            )
+        )
+    for cause in report.likely_causes:
+        parts.append(Text.assemble(("likely cause: ", "bold"), cause.cause, (f" — {cause.evidence}", "dim")))
+    for warning in report.warnings:
+        parts.append(Text.assemble(("warning: ", "yellow"), warning))
+    style = "bold green" if report.passed else "bold red"
+    parts.append(Text(report.summary, style=style))
+    return Group(*parts)
+
+
+def parity_markdown(report: ParityReport) -> str:
+    icon = "✅" if report.passed else "❌"
+    lines = [
+        f"## {icon} envrepro parity: `{report.model}`",
+        "",
+        f"**{report.summary}**",
+        "",
+        f"Image `{report.image}` · snapshot `{report.snapshot}` (`{report.snapshot_digest[:12]}`) · "
+        f"{report.samples} samples",
+        "",
+        "| output | shape | max abs | mean abs | max rel | ULP | min passing atol | argmax agree "
+        "| atol / rtol | result |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for out in report.outputs:
+        result = "pass" if out.passed else f"**FAIL**: {out.reason}"
+        argmax = _num(out.argmax_agreement, ".1%") if out.argmax_agreement is not None else "—"
+        ulp = str(out.max_ulp) if out.max_ulp is not None else "—"
+        lines.append(
+            f"| `{out.name}` | {'x'.join(map(str, out.candidate_shape))} | {_num(out.max_abs_error)} "
+            f"| {_num(out.mean_abs_error)} | {_num(out.max_rel_error)} | {ulp} "
+            f"| {_num(out.min_passing_atol)} | {argmax} | {out.atol:g} / {out.rtol:g} | {result} |"
+        )
+    lines += ["", "| fingerprint | recorded | now | |", "|---|---|---|---|"]
+    for f in report.fingerprints:
+        lines.append(
+            f"| {f.what} | `{f.reference[:12]}` | `{f.candidate[:12]}` "
+            f"| {'same' if f.same else '**differs**'} |"
+        )
+    if report.likely_causes:
+        lines += ["", "### Likely causes, most likely first", ""]
+        lines += [f"1. **{c.cause}** — {c.evidence}" for c in report.likely_causes]
+    relevant = [d for d in report.differences if d.group != "cosmetic"]
+    if relevant:
+        lines += [
+            "",
+            "### Environment differences that can move numbers (training → image)",
+            "",
+            "| group | what | training | image |",
+            "|---|---|---|---|",
+        ]
+        lines += [f"| {d.group} | {d.field} | {d.training} | {d.image} |" for d in relevant]
+    if report.warnings:
+        lines += ["", *[f"> ⚠️ {w}" for w in report.warnings]]
+    return "\n".join(lines) + "\n"
+
+
+def parity_junit(report: ParityReport) -> str:
+    """JUnit XML: one test case per output and one for the model fingerprint."""
+    suite = ET.Element(
+        "testsuite",
+        {
+            "name": f"envrepro-parity:{report.model}",
+            "tests": str(len(report.outputs) + 1),
+            "failures": str(sum(not o.passed for o in report.outputs) + int(report.model_mismatch)),
+            "errors": "0",
+            "skipped": "0",
+            "time": f"{sum(report.timings.values()):.3f}",
+        },
+    )
+    props = ET.SubElement(suite, "properties")
+    for name, value in (
+        ("image", report.image),
+        ("snapshot_digest", report.snapshot_digest),
+        ("samples", str(report.samples)),
+    ):
+        ET.SubElement(props, "property", {"name": name, "value": value})
+    case = ET.SubElement(
+        suite, "testcase", {"classname": "envrepro.parity", "name": "model fingerprint", "time": "0"}
+    )
+    if report.model_mismatch:
+        failure = ET.SubElement(case, "failure", {"message": "model mismatch", "type": "ModelMismatch"})
+        failure.text = "\n".join(
+            f"{f.what}: {f.reference} recorded, {f.candidate} now" for f in report.fingerprints if not f.same
+        )
+    for out in report.outputs:
+        case = ET.SubElement(
+            suite, "testcase", {"classname": "envrepro.parity", "name": f"output {out.name}", "time": "0"}
+        )
+        if not out.passed:
+            failure = ET.SubElement(case, "failure", {"message": out.reason, "type": "ParityFailure"})
+            failure.text = (
+                f"max abs {_num(out.max_abs_error)}, max rel {_num(out.max_rel_error)}, "
+                f"smallest passing atol {_num(out.min_passing_atol)}\n"
+                + "\n".join(f"likely cause: {c.cause} ({c.evidence})" for c in report.likely_causes)
+            )
+    root = ET.Element(
+        "testsuites",
+        {
+            "name": "envrepro",
+            "tests": suite.get("tests", "0"),
+            "failures": suite.get("failures", "0"),
+            "errors": "0",
+        },
+    )
+    root.append(suite)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def parity_json(report: ParityReport) -> str:
+    return json.dumps(report.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Environment differences (`envrepro diff`)
+
+_GROUP_TITLE = {
+    "breaks": "breaks or changes results",
+    "may": "may change results",
+    "cosmetic": "cosmetic",
+}
+
+
+def differences_table(differences: Sequence[Difference], a: str, b: str, *, cosmetic: bool) -> RenderableType:
+    if not differences:
+        return Text(f"no differences between {a} and {b}", style="green")
+    table = Table(title=f"differences: {a} → {b}", title_justify="left")
+    for column in ("group", "what", a, b, "why it matters"):
+        table.add_column(column, overflow="fold")
+    shown = [d for d in differences if cosmetic or d.group != "cosmetic"]
+    for d in shown:
+        style = {"breaks": "red", "may": "yellow", "cosmetic": "dim"}[d.group]
+        table.add_row(Text(_GROUP_TITLE[d.group], style=style), d.field, d.before, d.after, d.why)
+    hidden = len(differences) - len(shown)
+    parts: list[RenderableType] = [table]
+    if hidden:
+        parts.append(Text(f"{hidden} cosmetic differences not shown (--all shows them)", style="dim"))
+    return Group(*parts)
+
+
+def differences_markdown(differences: Sequence[Difference], a: str, b: str) -> str:
+    lines = [f"## envrepro diff: `{a}` → `{b}`", ""]
+    if not differences:
+        return "\n".join([*lines, "No differences.", ""])
+    for group in ("breaks", "may", "cosmetic"):
+        rows = [d for d in differences if d.group == group]
+        if not rows:
+            continue
+        lines += [
+            f"### {_GROUP_TITLE[group]} ({len(rows)})",
+            "",
+            f"| what | `{a}` | `{b}` | why it matters |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {d.field} | {d.before} | {d.after} | {d.why}" + (f" ({d.source})" if d.source else "") + " |"
+            for d in rows
+        ]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def differences_json(differences: Sequence[Difference], a: str, b: str) -> str:
+    payload = {
+        "a": a,
+        "b": b,
+        "breaks": any(d.group == "breaks" for d in differences),
+        "differences": [
+            {
+                "kind": d.kind,
+                "group": d.group,
+                "field": d.field,
+                "a": d.before,
+                "b": d.after,
+                "why": d.why,
+                "source": d.source,
+            }
+            for d in differences
+        ],
+    }
+    return json.dumps(payload, indent=2, sort_keys=True) + "\n"

@@ -16,6 +16,11 @@ TargetKind = Literal["cpu", "gpu"]
 Variant = Literal["cpu", "gpu-wheels", "gpu-cuda-base", "custom-base"]
 
 
+def default_image_tag(snapshot_digest: str) -> str:
+    """The tag `envrepro build` gives an image and `envrepro parity` looks for: one per snapshot content."""
+    return f"envrepro:{snapshot_digest[:12]}"
+
+
 @dataclass(frozen=True)
 class Target:
     """What image to build for a snapshot, and why."""

@@ -32,6 +32,7 @@ def _parse(argv: "list[str]") -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--custom-objects", default=None)
     parser.add_argument("--unsafe-deserialization", action="store_true")
+    parser.add_argument("--outputs-only", action="store_true", help="do not copy the inputs into the .npz")
     return parser.parse_args(argv)
 
 
@@ -64,7 +65,14 @@ def collect_models(args: argparse.Namespace) -> "list[dict[str, object]]":
         out_npz = os.path.join(args.ref_dir or ".", "model-%d.npz" % index)
         try:
             record = modelprobe.probe_model(
-                path, out_npz, args.inputs, args.seed, args.samples, custom, not args.unsafe_deserialization
+                path,
+                out_npz,
+                args.inputs,
+                args.seed,
+                args.samples,
+                custom,
+                not args.unsafe_deserialization,
+                save_inputs=not args.outputs_only,
             )
             record.update({"path": path, "npz": out_npz, "error": None})
         except modelprobe.ModelProbeError as exc:

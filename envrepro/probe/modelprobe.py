@@ -364,6 +364,7 @@ def probe_model(
     samples: int,
     custom_objects: Dict[str, Any],
     safe_mode: bool,
+    save_inputs: bool = True,
 ) -> JsonDict:
     """Load, fingerprint and run one model; write inputs and outputs to `out_npz`; return its record."""
     import numpy as np
@@ -379,7 +380,7 @@ def probe_model(
             "run_failed", "failed to run on the inputs (%s)" % _trim("%s: %s" % (type(exc).__name__, exc))
         ) from exc
     ran = time.perf_counter()
-    payload = {"input.%d" % i: a for i, a in enumerate(arrays)}
+    payload = {"input.%d" % i: a for i, a in enumerate(arrays)} if save_inputs else {}
     payload.update({"output.%d" % i: r for i, r in enumerate(results)})
     np.savez(out_npz, **payload)
     outputs = [
