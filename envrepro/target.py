@@ -22,6 +22,16 @@ def default_image_tag(snapshot_digest: str) -> str:
 
 
 @dataclass(frozen=True)
+class Requirement:
+    """One distribution the image installs, as resolve decided it (after CPU/GPU and macOS substitutions)."""
+
+    name: str  # normalised (PEP 503)
+    version: str  # exact, local label kept (2.1.0+cu118)
+    reproducible: bool = True  # False: not installable from an index (editable, local path, VCS URL)
+    reason: str = ""  # why not reproducible, or why it was substituted ("tensorflow-macos -> tensorflow")
+
+
+@dataclass(frozen=True)
 class Target:
     """What image to build for a snapshot, and why."""
 
@@ -38,6 +48,8 @@ class Target:
     env: tuple[tuple[str, str], ...] = ()  # numerics-relevant variables baked into the image
     labels: tuple[tuple[str, str], ...] = ()  # OCI labels + io.envrepro.snapshot.digest
     warnings: tuple[str, ...] = ()
+    requirements: tuple[Requirement, ...] = ()  # sorted by name: what the lock pins and hashes
+    dropped: tuple[tuple[str, str], ...] = ()  # (name, why) left out on purpose (pip, tensorflow-metal...)
 
 
 @dataclass(frozen=True)
