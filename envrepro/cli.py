@@ -14,11 +14,29 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.text import Text
 
 from envrepro import __version__, introspect, snapshot
-from envrepro.errors import EXIT_OK, EXIT_USAGE, EnvreproError
-from envrepro.report import snapshot_summary
+from envrepro.build import BuildRequest, BuildResult, build
+from envrepro.compare import Tolerance
+from envrepro.diff import diff
+from envrepro.engine import BuildEvent, DockerEngine
+from envrepro.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, EnvreproError
+from envrepro.fsutil import write_atomic
+from envrepro.parity import ParityRequest, image_environment, run_parity
+from envrepro.parity_model import ParityReport
+from envrepro.report import (
+    differences_json,
+    differences_markdown,
+    differences_table,
+    parity_json,
+    parity_junit,
+    parity_markdown,
+    parity_table,
+    snapshot_summary,
+)
+from envrepro.snapshot import Environment
 
 DEFAULT_SNAPSHOT = "envrepro.lock.json"
 
@@ -135,11 +153,253 @@ def show_cmd(path: Path) -> int:
     return EXIT_OK
 
 
+@cli.command("build")
+@click.option(
+    "--snapshot",
+    "snapshot_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=DEFAULT_SNAPSHOT,
+    show_default=True,
+    help="The snapshot to rebuild.",
+)
+@click.option(
+    "--target",
+    type=click.Choice(["auto", "cpu", "gpu"]),
+    default="auto",
+    show_default=True,
+    help="auto: GPU when the snapshot's TensorFlow is a CUDA build or nvidia-* wheels are installed.",
+)
+@click.option("--base-image", metavar="IMAGE", help="Build on this base instead of the resolved one.")
+@click.option("--tag", metavar="NAME:TAG", help="Also tag the image with this name (parity: --image).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("build"),
+    show_default=True,
+    help="Build directory: Dockerfile and requirements.lock.txt.",
+)
+@click.option("--render-only", is_flag=True, help="Write the Dockerfile and the lock; do not build.")
+@click.option(
+    "--pip-cert",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="CA bundle the builder stage's pip trusts (default: pip's own `cert` / PIP_CERT).",
+)
+@click.option(
+    "--index-url",
+    "index_urls",
+    multiple=True,
+    metavar="URL",
+    help="Package index for the builder stage (repeat: the first is the index, the rest extra indexes).",
+)
+@click.option("--exclude", multiple=True, metavar="NAME", help="Leave a distribution out of the image.")
+@click.option(
+    "--exclude-unreproducible",
+    is_flag=True,
+    help="Leave out every distribution that cannot come from an index (editable, local path, VCS).",
+)
+@click.option("--no-reuse-lock", is_flag=True, help="Recompute the lock even if the snapshot is unchanged.")
+def build_cmd(
+    *,
+    snapshot_path: Path,
+    target: str,
+    base_image: str | None,
+    tag: str | None,
+    out_dir: Path,
+    render_only: bool,
+    pip_cert: Path | None,
+    index_urls: tuple[str, ...],
+    exclude: tuple[str, ...],
+    exclude_unreproducible: bool,
+    no_reuse_lock: bool,
+) -> int:
+    """Render a pinned, hash-locked Dockerfile for the snapshot and build it on the Docker engine."""
+    request = BuildRequest(
+        snapshot_path=snapshot_path,
+        out_dir=out_dir,
+        target=target,  # type: ignore[arg-type]  # click.Choice guarantees the literal
+        base_image=base_image,
+        tag=tag,
+        render_only=render_only,
+        pip_cert=pip_cert,
+        index_urls=index_urls,
+        exclude=exclude,
+        exclude_unreproducible=exclude_unreproducible,
+        reuse_lock=not no_reuse_lock,
+    )
+    with BuildProgress() as progress:
+        result = build(request, DockerEngine, progress.on_event)
+    _print_build(result)
+    return EXIT_OK
+
+
+class BuildProgress:
+    """A progress bar over the Dockerfile's steps, with the current instruction and cache hits."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]build[/bold] {task.completed}/{task.total}"),
+            BarColumn(),
+            TextColumn("{task.description}"),
+            console=err,
+            transient=True,
+        )
+        self.task = self.progress.add_task("resolving and locking", total=None)
+        self.cached = 0
+
+    def __enter__(self) -> BuildProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def on_event(self, event: BuildEvent) -> None:
+        self.cached += event.cached
+        text = event.instruction if len(event.instruction) < 70 else event.instruction[:67] + "..."
+        label = f"{text} [dim](cached {self.cached})[/dim]" if self.cached else text
+        self.progress.update(self.task, total=event.total, completed=event.step - 1, description=label)
+
+
+def _print_build(result: BuildResult) -> None:
+    target = result.target
+    err.print(f"target: {target.kind} ({target.variant}) on {target.base_image}: {target.reason}")
+    for name, why in result.lock.excluded:
+        err.print(f"left out: {name}: {why}")
+    for path in result.files:
+        err.print(f"wrote {result.out_dir / path}")
+    if result.image is not None:
+        size = result.image.size_bytes / 1e6
+        out.print(f"image {result.image.image_id} ({size:,.0f} MB) tagged {', '.join(result.image.tags)}")
+
+
+@cli.command("parity")
+@click.option(
+    "--model",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The model file or SavedModel directory recorded by `snapshot --model`.",
+)
+@click.option("--image", metavar="NAME:TAG", help="Image to run in (default: the tag `envrepro build` gave).")
+@click.option(
+    "--snapshot",
+    "snapshot_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=DEFAULT_SNAPSHOT,
+    show_default=True,
+)
+@click.option("--atol", type=float, help="Absolute tolerance for every output (default: by dtype).")
+@click.option("--rtol", type=float, help="Relative tolerance for every output (default: by dtype).")
+@click.option(
+    "--tolerance",
+    "tolerances",
+    multiple=True,
+    metavar="OUTPUT=ATOL[,RTOL]",
+    help="Per-output tolerance override. Repeatable.",
+)
+@click.option("--report", type=click.Path(path_type=Path, dir_okay=False), help="Write the JSON report.")
+@click.option(
+    "--markdown", type=click.Path(path_type=Path, dir_okay=False), help="Write the Markdown report."
+)
+@click.option("--junit", type=click.Path(path_type=Path, dir_okay=False), help="Write a JUnit XML report.")
+@click.option("--custom-objects", metavar="MODULE|FILE.py", help="Module or file defining custom layers.")
+@click.option("--unsafe-deserialization", is_flag=True, help="Allow Keras unsafe deserialization.")
+@click.option("--timeout", type=click.FloatRange(1), default=600, show_default=True, help="Seconds.")
+@click.option("--memory", default="4g", show_default=True, help="Container memory limit.")
+def parity_cmd(
+    *,
+    model: Path,
+    image: str | None,
+    snapshot_path: Path,
+    atol: float | None,
+    rtol: float | None,
+    tolerances: tuple[str, ...],
+    report: Path | None,
+    markdown: Path | None,
+    junit: Path | None,
+    custom_objects: str | None,
+    unsafe_deserialization: bool,
+    timeout: float,
+    memory: str,
+) -> int:
+    """Run the model inside the image on the reference inputs and compare with the training outputs."""
+    request = ParityRequest(
+        snapshot_path=snapshot_path,
+        model=model,
+        image=image,
+        atol=atol,
+        rtol=rtol,
+        per_output=dict(_tolerance(spec) for spec in tolerances),
+        custom_objects=custom_objects,
+        unsafe_deserialization=unsafe_deserialization,
+        timeout_s=timeout,
+        memory=memory,
+    )
+    with err.status("running the model inside the image"):
+        result = run_parity(request, DockerEngine)
+    _write_reports(result, report=report, markdown=markdown, junit=junit)
+    out.print(parity_table(result))
+    return EXIT_OK if result.verdict == "pass" else EXIT_CHECK_FAILED
+
+
+def _tolerance(spec: str) -> tuple[str, Tolerance]:
+    name, sep, values = spec.partition("=")
+    try:
+        atol, _, rtol = values.partition(",")
+        if not sep or not name:
+            raise ValueError(spec)
+        return name, Tolerance(atol=float(atol), rtol=float(rtol) if rtol else 0.0)
+    except ValueError:
+        raise EnvreproError(
+            f"--tolerance {spec!r} is not OUTPUT=ATOL[,RTOL]", hint="e.g. --tolerance logits=1e-4,1e-3"
+        ) from None
+
+
+def _write_reports(
+    result: ParityReport, *, report: Path | None, markdown: Path | None, junit: Path | None
+) -> None:
+    for path, render in ((report, parity_json), (markdown, parity_markdown), (junit, parity_junit)):
+        if path is not None:
+            write_atomic(path, render(result))
+
+
+@cli.command("diff")
+@click.argument("a")
+@click.argument("b")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table")
+@click.option("--all", "show_all", is_flag=True, help="Also list cosmetic differences in the table.")
+def diff_cmd(a: str, b: str, fmt: str, show_all: bool) -> int:
+    """What differs between two environments, grouped by how much it can move numbers.
+
+    A and B: a snapshot file, `image:NAME:TAG` (probed inside the image), or `python:PATH` (a live
+    interpreter or environment). Exits 1 when a difference that breaks or changes results exists.
+    """
+    differences = diff(_environment(a), _environment(b))
+    if fmt == "json":
+        out.print(differences_json(differences, a, b), soft_wrap=True, markup=False)
+    elif fmt == "markdown":
+        out.print(differences_markdown(differences, a, b), soft_wrap=True, markup=False)
+    else:
+        out.print(differences_table(differences, a, b, cosmetic=show_all))
+    return EXIT_CHECK_FAILED if any(d.group == "breaks" for d in differences) else EXIT_OK
+
+
+def _environment(spec: str) -> Environment:
+    kind, sep, rest = spec.partition(":")
+    if sep and kind == "image":
+        return image_environment(DockerEngine(), rest)
+    if sep and kind == "python":
+        return introspect.environment_of(introspect.resolve_interpreter(rest))
+    return snapshot.load(Path(spec)).environment
+
+
 @cli.command("schema")
-@click.argument("what", type=click.Choice(["snapshot"]))
+@click.argument("what", type=click.Choice(["snapshot", "parity"]))
 def schema_cmd(what: str) -> int:
-    """Print the JSON Schema of an envrepro document."""
-    schemas = {"snapshot": snapshot.Snapshot.model_json_schema()}
+    """Print the JSON Schema of an envrepro document (a snapshot, a parity report)."""
+    schemas = {"snapshot": snapshot.Snapshot.model_json_schema(), "parity": ParityReport.model_json_schema()}
     out.print_json(json.dumps(schemas[what]))
     return EXIT_OK
 

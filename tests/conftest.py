@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,6 +16,8 @@ sys.path.insert(0, str(Path(__file__).parent / "support"))
 import envs
 
 from envrepro.cli import main
+from envrepro.engine import DockerEngine
+from envrepro.errors import EnvreproError
 
 SUPPORT = Path(__file__).parent / "support"
 CASES = Path(__file__).parent / "cases"
@@ -78,3 +81,86 @@ def tf_models(tf_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 def tf215_models(tf215_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same models saved by TF 2.15.1 / Keras 2."""
     return _make_models(tf215_python, tmp_path_factory.mktemp("models-tf215"))
+
+
+BASE_IMAGE = os.environ.get("ENVREPRO_TEST_BASE_IMAGE", "envrepro-test/python:3.11-bookworm")
+
+
+def _require(variable: str, what: str, why: str) -> None:
+    """Skip loudly, or fail when CI demands the component ($variable=1)."""
+    message = f"{what} not available: {why}"
+    if os.environ.get(variable) == "1":
+        pytest.fail(f"{message} ({variable}=1)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> DockerEngine:
+    """The real Docker engine (DOCKER_HOST respected), with the debootstrap test base image present."""
+    try:
+        engine = DockerEngine()
+    except EnvreproError as exc:
+        _require("ENVREPRO_REQUIRE_DOCKER", "a Docker engine", str(exc))
+    if not engine.image_exists(BASE_IMAGE):
+        _require("ENVREPRO_REQUIRE_DOCKER", f"the base image {BASE_IMAGE}", "run `bash .ci/base-image.sh`")
+    return engine
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A real TF snapshot and its CPU image, shared by the build and parity tests (built once per session)
+
+CPU_TAG = "envrepro-test/tf221:cpu"
+# Planted into the forwarded pip configuration; must reach the builder stage only.
+PLANTED_TOKEN = "envrepro-planted-token-5b7e1c9d"
+PLANTED_CA_MARK = "# envrepro-planted-ca-marker-2f9a6e41"
+
+
+@pytest.fixture(scope="session")
+def tf_snapshot(tf_python: Path, tf_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real snapshot of the TF 2.21 environment with reference outputs of the test models."""
+    out = tmp_path_factory.mktemp("tf221-snapshot") / "envrepro.lock.json"
+    models = ["dense.h5", "dense.keras", "dense_savedmodel", "custom.h5", "cnn.keras"]
+    argv = ["snapshot", "--python", str(tf_python), "-o", str(out), "--samples", "32"]
+    argv += [arg for name in models for arg in ("--model", str(tf_models / name))]
+    argv += ["--custom-objects", str(tf_models / "custom_layers.py")]
+    result = _run_cli(argv)
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def planted_cert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The host's CA bundle (the proxy's CA is in it) plus a marker line that must never reach the image."""
+    bundle = Path("/etc/ssl/certs/ca-certificates.crt").read_text(encoding="utf-8")
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    path.write_text(f"{bundle}\n{PLANTED_CA_MARK}\n", encoding="utf-8")
+    return path
+
+
+def build_args(snap: Path, out: Path, cert: Path, *extra: str) -> list[str]:
+    # Credentials in the index URL: pip sends them to the index; they must stay in the builder stage.
+    index = f"https://envrepro:{PLANTED_TOKEN}@pypi.org/simple"
+    return ["build", "--snapshot", str(snap), "--base-image", BASE_IMAGE, "--out", str(out),
+            "--pip-cert", str(cert), "--index-url", index, *extra]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def cpu_build(
+    docker_engine: DockerEngine,
+    tf_snapshot: Path,
+    planted_cert: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[CliResult, Path]:
+    """`envrepro build` of the TF snapshot's CPU image, as a user runs it; (its output, the build dir)."""
+    out = tmp_path_factory.mktemp("build-cpu") / "build"
+    result = _run_cli(build_args(tf_snapshot, out, planted_cert, "--tag", CPU_TAG, "--target", "cpu"))
+    assert result.exit_code == 0, result.stderr
+    return result, out
+
+
+def _run_cli(argv: list[str]) -> CliResult:
+    """`envrepro ARGS` as a separate process, as a user (or CI) runs it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "envrepro", *argv], capture_output=True, text=True, check=False
+    )
+    return CliResult(done.returncode, done.stdout, done.stderr)

@@ -1,0 +1,124 @@
+"""`envrepro build`: snapshot -> resolve -> lock -> render -> context -> engine; this only chains them."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+from envrepro import snapshot
+from envrepro.context import context_tar, write_context
+from envrepro.engine import ContainerEngine, OnEvent
+from envrepro.errors import InputFileError
+from envrepro.lock import compute_lock, host_build_secrets
+from envrepro.render import render
+from envrepro.resolve import resolve
+from envrepro.target import BuildSecrets, BuiltImage, Lock, Target, default_image_tag
+
+log = logging.getLogger(__name__)
+
+PYTHON_VERSION_COMMAND = ("python3", "-c", "import platform; print(platform.python_version())")
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    snapshot_path: Path
+    out_dir: Path = Path("build")
+    target: Literal["cpu", "gpu", "auto"] = "auto"
+    base_image: str | None = None
+    tag: str | None = None
+    render_only: bool = False
+    pip_cert: Path | None = None
+    index_urls: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    exclude_unreproducible: bool = False
+    reuse_lock: bool = True
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    target: Target
+    lock: Lock
+    out_dir: Path
+    files: tuple[str, ...]  # what was written to out_dir
+    image: BuiltImage | None = None
+
+
+def build(
+    request: BuildRequest,
+    engine: Callable[[], ContainerEngine],
+    on_event: OnEvent | None = None,
+) -> BuildResult:
+    """Render the build directory for the snapshot and, unless `render_only`, build the image.
+
+    `engine` is called only when an engine is needed (not for --render-only without --base-image).
+    """
+    snap = snapshot.load(request.snapshot_path)
+    secrets = build_secrets(request)
+    live = None if request.render_only else engine()
+    base_python = base_python_of(live, request.base_image) if live and request.base_image else None
+    target = resolve(snap, target=request.target, base_image=request.base_image, base_python=base_python)
+    for warning in target.warnings:
+        log.warning("%s", warning)
+    with _cleanup_if_new(request.out_dir):
+        lock = compute_lock(
+            target,
+            request.out_dir,
+            exclude=request.exclude,
+            exclude_unreproducible=request.exclude_unreproducible,
+            index=secrets,
+            reuse=request.reuse_lock,
+        )
+        ctx = write_context(render(target, lock), secrets, request.out_dir)
+    files = tuple(sorted(name for name, _ in render(target, lock).files))
+    result = BuildResult(target=target, lock=lock, out_dir=request.out_dir, files=files)
+    if live is None:
+        return result
+    tag = default_image_tag(snap.digest())
+    image = live.build(context_tar(ctx), tag=tag, on_event=on_event)
+    if request.tag and request.tag != tag:
+        live.tag_image(tag, request.tag)
+        image = replace(image, tags=tuple(sorted({*image.tags, request.tag})))
+    return replace(result, image=image)
+
+
+def build_secrets(request: BuildRequest) -> BuildSecrets:
+    """The host's pip configuration, with --index-url / --pip-cert taking precedence."""
+    secrets = host_build_secrets()
+    if request.index_urls:
+        secrets = replace(secrets, index_url=request.index_urls[0], extra_index_urls=request.index_urls[1:])
+    if request.pip_cert is not None:
+        try:
+            secrets = replace(secrets, ca_bundle=request.pip_cert.read_bytes())
+        except OSError as exc:
+            raise InputFileError(request.pip_cert, f"cannot read the CA bundle: {exc.strerror}") from exc
+    return secrets
+
+
+def base_python_of(engine: ContainerEngine, image: str) -> str | None:
+    """The exact Python version a base image runs (`python3`), or None when it has none we can run."""
+    if not engine.image_exists(image):
+        return None  # the engine pulls it at build time, if a registry is reachable
+    result = engine.run(image, PYTHON_VERSION_COMMAND, network_disabled=True, timeout_s=60)
+    version = result.logs.strip().splitlines()[-1] if result.exit_code == 0 and result.logs.strip() else ""
+    return version or None
+
+
+@contextlib.contextmanager
+def _cleanup_if_new(out_dir: Path) -> Iterator[None]:
+    """Create `out_dir` if needed; if this run created it and fails, remove it again (leave nothing)."""
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise
+
+
+def written_files(result: BuildResult) -> Sequence[Path]:
+    return [result.out_dir / name for name in result.files]

@@ -1,0 +1,216 @@
+"""Parity's logic without a daemon: the fake engine plays the container, writing what the probe writes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import CASES, CliResult
+
+from envrepro.engine import FakeEngine, ImageInfo, Mount, RunResult
+from envrepro.errors import ModelError
+from envrepro.parity import (
+    CONTAINER_USER,
+    OUT_MOUNT,
+    ContainerRunError,
+    ImageNotFoundError,
+    ParityRequest,
+    ProbeTimeoutError,
+    ReferenceCorruptError,
+    ReferenceMissingError,
+    run_parity,
+)
+from envrepro.probe.modelprobe import array_digest
+
+IMAGE = "envrepro-test/unit:1"
+ARCH, WEIGHTS, FILE = "a" * 64, "b" * 64, "c" * 64
+
+
+@pytest.fixture
+def recorded(tmp_path: Path) -> tuple[Path, Path, dict[str, Any]]:
+    """A snapshot (the real TF 2.21 environment fixture) with one model and its reference file."""
+    raw = json.loads((CASES / "tf221-cpu-snapshot" / "envrepro.lock.json").read_text(encoding="utf-8"))
+    rng = np.random.default_rng(0)
+    inputs = rng.random((8, 4), dtype=np.float32)
+    logits = rng.random((8, 3), dtype=np.float32)
+    ref_dir = tmp_path / "envrepro.lock.ref"
+    ref_dir.mkdir()
+    np.savez(ref_dir / "model.h5-cccccccccccc.npz", **{"input.0": inputs, "output.0": logits})
+    model = {
+        "path": "model.h5", "format": "h5", "file_sha256": FILE, "saved_keras_version": "3.15.0",
+        "architecture_sha256": ARCH, "weights_sha256": WEIGHTS, "weights": [],
+        "inputs": [{"name": "x", "shape": [None, 4], "dtype": "float32"}],
+        "outputs": [{"name": "logits", "shape": [None, 3], "dtype": "float32"}],
+        "reference": {"file": "envrepro.lock.ref/model.h5-cccccccccccc.npz",
+                      "arrays_sha256": {"input.0": array_digest(inputs), "output.0": array_digest(logits)},
+                      "samples": 8, "seed": 0, "inputs_from": "generated"},
+    }  # fmt: skip
+    raw["models"] = [model]
+    snap = tmp_path / "envrepro.lock.json"
+    snap.write_text(json.dumps(raw), encoding="utf-8")
+    (tmp_path / "model.h5").write_bytes(b"a model")
+    return snap, tmp_path / "model.h5", raw
+
+
+def container(
+    raw: Mapping[str, Any],
+    *,
+    delta: float = 0.0,
+    env: Mapping[str, str] | None = None,
+    weights: str = WEIGHTS,
+    error: Mapping[str, str] | None = None,
+) -> Callable[..., RunResult]:
+    """What the probe does inside the image: write record.json and model-0.npz into the writable mount."""
+
+    def run(command: Sequence[str], mounts: Sequence[Mount], environment: Mapping[str, str]) -> RunResult:
+        out = next(m.source for m in mounts if m.target == OUT_MOUNT)
+        reference = next(m.source for m in mounts if m.target.endswith("reference.npz"))
+        with np.load(reference) as data:
+            outputs = data["output.0"] + np.float32(delta)
+        np.savez(out / "model-0.npz", **{"output.0": outputs})
+        environment_record = {**raw["environment"], "env": {**raw["environment"]["env"], **(env or {})}}
+        model = {**raw["models"][0], "weights_sha256": weights, "error": error, "reference": None}
+        record = {"environment": environment_record, "models": [model]}
+        (out / "record.json").write_text(json.dumps(record), encoding="utf-8")
+        return RunResult(0, "ok")
+
+    return run
+
+
+def engine_with(handler: Callable[..., RunResult]) -> FakeEngine:
+    return FakeEngine(images={IMAGE: ImageInfo("sha256:1", 1, (IMAGE,), {}, ())}, handlers={IMAGE: handler})
+
+
+def request(snap: Path, model: Path, **options: Any) -> ParityRequest:
+    return ParityRequest(snapshot_path=snap, model=model, image=IMAGE, **options)
+
+
+def test_same_outputs_pass_and_the_container_is_locked_down(
+    recorded: tuple[Path, Path, dict[str, Any]],
+) -> None:
+    snap, model, raw = recorded
+    engine = engine_with(container(raw))
+    report = run_parity(request(snap, model), lambda: engine)
+    assert report.verdict == "pass"
+    assert report.outputs[0].max_abs_error == 0.0
+    call = engine.runs[0]
+    assert call.network_disabled
+    assert call.user == CONTAINER_USER
+    assert call.mem_limit == "4g"
+    assert call.command[:2] == ("python3", "/envrepro/probe/main.py")
+    assert [m.target for m in call.mounts if not m.read_only] == [OUT_MOUNT]
+    assert engine.removed_containers == 1
+
+
+def test_drift_beyond_tolerance_fails_and_names_the_environment_change(
+    recorded: tuple[Path, Path, dict[str, Any]],
+) -> None:
+    snap, model, raw = recorded
+    engine = engine_with(container(raw, delta=1e-3, env={"TF_ENABLE_ONEDNN_OPTS": "0"}))
+    report = run_parity(request(snap, model), lambda: engine)
+    assert report.verdict == "fail"
+    assert not report.model_mismatch
+    assert report.outputs[0].max_abs_error == pytest.approx(1e-3, rel=1e-3)
+    assert "oneDNN" in report.likely_causes[0].cause
+    assert "TF_ENABLE_ONEDNN_OPTS" in report.likely_causes[0].evidence
+
+
+def test_other_weights_are_a_model_mismatch_not_a_numeric_drift(
+    recorded: tuple[Path, Path, dict[str, Any]],
+) -> None:
+    snap, model, raw = recorded
+    report = run_parity(
+        request(snap, model), lambda: engine_with(container(raw, delta=0.5, weights="d" * 64))
+    )
+    assert report.verdict == "fail"
+    assert report.model_mismatch
+    assert "weights" in report.likely_causes[0].cause
+    assert report.summary.startswith("FAIL: model mismatch")
+
+
+def test_per_output_tolerance_overrides_the_default(recorded: tuple[Path, Path, dict[str, Any]]) -> None:
+    from envrepro.compare import Tolerance
+
+    snap, model, raw = recorded
+    loose = request(snap, model, per_output={"logits": Tolerance(atol=1e-2, rtol=0)})
+    assert run_parity(loose, lambda: engine_with(container(raw, delta=1e-3))).verdict == "pass"
+
+
+def test_timeout_is_an_error_and_the_container_is_removed(
+    recorded: tuple[Path, Path, dict[str, Any]],
+) -> None:
+    snap, model, _ = recorded
+    engine = engine_with(lambda *args: RunResult(-1, "", timed_out=True))
+    with pytest.raises(ProbeTimeoutError, match="within 600 s"):
+        run_parity(request(snap, model), lambda: engine)
+    assert engine.removed_containers == 1
+
+
+def test_a_container_that_writes_nothing_shows_the_tail_of_its_log(
+    recorded: tuple[Path, Path, dict[str, Any]],
+) -> None:
+    snap, model, _ = recorded
+    engine = engine_with(lambda *args: RunResult(1, "line 1\npython3: not found\n"))
+    with pytest.raises(ContainerRunError, match="python3: not found"):
+        run_parity(request(snap, model), lambda: engine)
+
+
+def test_a_model_that_does_not_load_in_the_image_shows_the_loaders_message(
+    recorded: tuple[Path, Path, dict[str, Any]],
+) -> None:
+    snap, model, raw = recorded
+    failing = container(raw, error={"kind": "custom_objects", "detail": "Could not locate class 'Scale'"})
+    with pytest.raises(ModelError, match="Scale") as caught:
+        run_parity(request(snap, model), lambda: engine_with(failing))
+    assert caught.value.hint is not None
+    assert "--custom-objects" in caught.value.hint
+
+
+def test_a_tampered_reference_is_refused(recorded: tuple[Path, Path, dict[str, Any]], tmp_path: Path) -> None:
+    snap, model, raw = recorded
+    ref = tmp_path / "envrepro.lock.ref" / "model.h5-cccccccccccc.npz"
+    np.savez(ref, **{"input.0": np.zeros((8, 4), np.float32), "output.0": np.zeros((8, 3), np.float32)})
+    with pytest.raises(ReferenceCorruptError, match="does not match"):
+        run_parity(request(snap, model), lambda: engine_with(container(raw)))
+
+
+def test_a_model_without_reference_never_reaches_the_engine(recorded: tuple[Path, Path, dict[str, Any]],
+                                                            tmp_path: Path) -> None:  # fmt: skip
+    snap, _, _ = recorded
+    other = tmp_path / "other.keras"
+    other.write_bytes(b"x")
+
+    def no_engine() -> FakeEngine:
+        raise AssertionError("the engine must not be contacted")
+
+    with pytest.raises(ReferenceMissingError, match="no reference outputs") as caught:
+        run_parity(request(snap, other), no_engine)
+    assert "envrepro snapshot" in str(caught.value.hint)
+
+
+def test_image_not_found(recorded: tuple[Path, Path, dict[str, Any]]) -> None:
+    snap, model, _ = recorded
+    with pytest.raises(ImageNotFoundError, match="nope:1 not found") as caught:
+        run_parity(ParityRequest(snapshot_path=snap, model=model, image="nope:1"), FakeEngine)
+    assert "envrepro build" in str(caught.value.hint)
+
+
+def test_bad_tolerance_spec_is_one_line(
+    cli: Callable[..., CliResult], recorded: tuple[Path, Path, Any]
+) -> None:
+    snap, model, _ = recorded
+    result = cli("parity", "--snapshot", str(snap), "--model", str(model), "--tolerance", "logits")
+    assert result.exit_code == 2
+    assert result.error_lines == ["error: --tolerance 'logits' is not OUTPUT=ATOL[,RTOL]"]
+
+
+def test_missing_model_is_one_line(cli: Callable[..., CliResult], recorded: tuple[Path, Path, Any]) -> None:
+    snap, model, _ = recorded
+    result = cli("parity", "--snapshot", str(snap), "--model", str(model.parent / "missing.h5"))
+    assert result.exit_code == 2
+    assert len(result.error_lines) == 1
+    assert "no such model" in result.error_lines[0]
