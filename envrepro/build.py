@@ -36,6 +36,7 @@ class BuildRequest:
     exclude: tuple[str, ...] = ()
     exclude_unreproducible: bool = False
     reuse_lock: bool = True
+    no_cache: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def build(
     if live is None:
         return result
     tag = default_image_tag(snap.digest())
-    image = live.build(context_tar(ctx), tag=tag, on_event=on_event)
+    image = live.build(context_tar(ctx), tag=tag, on_event=on_event, no_cache=request.no_cache)
     if request.tag and request.tag != tag:
         live.tag_image(tag, request.tag)
         image = replace(image, tags=tuple(sorted({*image.tags, request.tag})))

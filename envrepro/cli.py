@@ -200,6 +200,9 @@ def show_cmd(path: Path) -> int:
     help="Leave out every distribution that cannot come from an index (editable, local path, VCS).",
 )
 @click.option("--no-reuse-lock", is_flag=True, help="Recompute the lock even if the snapshot is unchanged.")
+@click.option(
+    "--no-cache", is_flag=True, help="Build every step anew (the engine's layer cache is not used)."
+)
 def build_cmd(
     *,
     snapshot_path: Path,
@@ -213,6 +216,7 @@ def build_cmd(
     exclude: tuple[str, ...],
     exclude_unreproducible: bool,
     no_reuse_lock: bool,
+    no_cache: bool,
 ) -> int:
     """Render a pinned, hash-locked Dockerfile for the snapshot and build it on the Docker engine."""
     request = BuildRequest(
@@ -227,6 +231,7 @@ def build_cmd(
         exclude=exclude,
         exclude_unreproducible=exclude_unreproducible,
         reuse_lock=not no_reuse_lock,
+        no_cache=no_cache,
     )
     with BuildProgress() as progress:
         result = build(request, DockerEngine, progress.on_event)

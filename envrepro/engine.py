@@ -118,7 +118,9 @@ class ContainerEngine(Protocol):
 
     def inspect_image(self, ref: str) -> ImageInfo: ...
 
-    def build(self, context_tar: bytes, *, tag: str, on_event: OnEvent | None = None) -> BuiltImage: ...
+    def build(
+        self, context_tar: bytes, *, tag: str, on_event: OnEvent | None = None, no_cache: bool = False
+    ) -> BuiltImage: ...
 
     def run(
         self,
@@ -235,8 +237,9 @@ class DockerEngine:
             history=tuple(str(layer.get("CreatedBy", "")) for layer in history),
         )
 
-    def build(self, context_tar: bytes, *, tag: str, on_event: OnEvent | None = None) -> BuiltImage:
-
+    def build(
+        self, context_tar: bytes, *, tag: str, on_event: OnEvent | None = None, no_cache: bool = False
+    ) -> BuiltImage:
         stream = BuildStream(on_event)
         try:
             messages = self.api.build(
@@ -246,6 +249,7 @@ class DockerEngine:
                 rm=True,
                 forcerm=True,  # remove intermediate containers also when a step fails
                 pull=False,
+                nocache=no_cache,
                 decode=True,
             )
             try:
@@ -394,6 +398,7 @@ class FakeEngine:
     builds: list[dict[str, bytes]] = field(default_factory=list)  # the context files of every build
     runs: list[RunCall] = field(default_factory=list)
     removed_containers: int = 0
+    no_cache_builds: int = 0
 
     def image_exists(self, ref: str) -> bool:
         return ref in self.images
@@ -403,9 +408,12 @@ class FakeEngine:
             raise EngineError(f"inspect image {ref}", "No such image")
         return self.images[ref]
 
-    def build(self, context_tar: bytes, *, tag: str, on_event: OnEvent | None = None) -> BuiltImage:
+    def build(
+        self, context_tar: bytes, *, tag: str, on_event: OnEvent | None = None, no_cache: bool = False
+    ) -> BuiltImage:
         files = _untar(context_tar)
         self.builds.append(files)
+        self.no_cache_builds += no_cache
         dockerfile = files.get("Dockerfile", b"").decode()
         messages = self.build_messages if self.build_messages is not None else _success(dockerfile)
         stream = BuildStream(on_event)

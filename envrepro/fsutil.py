@@ -31,6 +31,7 @@ def staged_file(path: Path) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(name)
     try:
+        tmp.chmod(_mode_for(path))  # mkstemp makes 0600; the result gets the mode a plain open() would give
         yield tmp
         _fsync(tmp)
         tmp.replace(path)
@@ -38,6 +39,15 @@ def staged_file(path: Path) -> Iterator[Path]:
         raise OutputError(path, exc.strerror or str(exc)) from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _mode_for(path: Path) -> int:
+    """The existing file's mode, else 0666 minus the process umask."""
+    with contextlib.suppress(OSError):
+        return path.stat().st_mode & 0o7777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 @contextlib.contextmanager

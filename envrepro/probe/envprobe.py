@@ -112,10 +112,8 @@ def _linux_tags(arch: str, libc: JsonDict) -> List[str]:
         tags = []
         for glibc_minor in range(minor, 4, -1):
             tags.append("manylinux_%d_%d_%s" % (major, glibc_minor, arch))
-            if (
-                (glibc_minor in legacy
-                and arch in ("x86_64", "i686"))
-                or (glibc_minor == 17 and arch in ("aarch64", "ppc64le", "s390x", "armv7l"))
+            if (glibc_minor in legacy and arch in ("x86_64", "i686")) or (
+                glibc_minor == 17 and arch in ("aarch64", "ppc64le", "s390x", "armv7l")
             ):
                 tags.append("%s_%s" % (legacy[glibc_minor], arch))
         return tags + ["linux_" + arch]

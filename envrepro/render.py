@@ -1,0 +1,85 @@
+"""Render: Target + Lock -> the build directory's files. Pure: same inputs, byte-identical output.
+
+Templates live in templates/ at the repository root (users copy and customise them); the wheel ships them
+as envrepro/templates. `templates_dir()` finds the installed copy first, then the source checkout's.
+
+The jinja2 Environment uses StrictUndefined (a misspelt or missing variable is an error, never an empty
+string) and autoescape off: the output is a Dockerfile, not HTML, so HTML escaping would corrupt `&&` and
+quotes. Values that land inside Dockerfile strings go through the `dockerfile_quote` filter instead.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from envrepro.errors import TemplateNotFoundError
+from envrepro.target import Lock, Rendered, Target
+
+DOCKERFILE_TEMPLATE = "Dockerfile.j2"
+VENV = "/opt/venv"
+USER = "envrepro"
+UID = 10001
+HOME = "/home/envrepro"
+
+_PACKAGE_TEMPLATES = Path(__file__).resolve().parent / "templates"  # installed wheel (force-include)
+_SOURCE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"  # source checkout
+
+
+def render(target: Target, lock: Lock) -> Rendered:
+    """The Dockerfile for `target` and the lock file it installs, sorted by path."""
+    template = _environment(templates_dir()).get_template(DOCKERFILE_TEMPLATE)
+    dockerfile = template.render(template_context(target))
+    files = (("Dockerfile", dockerfile.encode()), ("requirements.lock.txt", lock.text.encode()))
+    return Rendered(files=tuple(sorted(files)))
+
+
+def templates_dir(candidates: tuple[Path, ...] = (_PACKAGE_TEMPLATES, _SOURCE_TEMPLATES)) -> Path:
+    """The first directory holding the Dockerfile template: the installed package's, else the checkout's."""
+    for candidate in candidates:
+        if (candidate / DOCKERFILE_TEMPLATE).is_file():
+            return candidate
+    raise TemplateNotFoundError(DOCKERFILE_TEMPLATE, candidates)
+
+
+def template_context(target: Target) -> dict[str, Any]:
+    """Every variable the templates use (templates/README.md describes each)."""
+    labels = dict(target.labels)
+    return {
+        "base_image": target.base_image,
+        "cuda": target.cuda,
+        "cudnn": target.cudnn,
+        "env": list(target.env),
+        "home": HOME,
+        "kind": target.kind,
+        "labels": list(target.labels),
+        "python": target.python_executable,
+        "python_version": target.python_version,
+        "reason": target.reason,
+        "snapshot_digest": labels.get("io.envrepro.snapshot.digest", "unknown"),
+        "uid": UID,
+        "user": USER,
+        "variant": target.variant,
+        "venv": VENV,
+    }
+
+
+def dockerfile_quote(value: str) -> str:
+    """A double-quoted Dockerfile word: backslash, quote and `$` escaped so the value is taken literally."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'
+
+
+@cache
+def _environment(directory: Path) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(directory),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 - a Dockerfile, not HTML; quoting is dockerfile_quote's job
+    )
+    env.filters["dockerfile_quote"] = dockerfile_quote
+    return env
