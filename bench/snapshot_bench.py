@@ -27,7 +27,9 @@ def timed(argv: list[str]) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--python", default=None)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
@@ -39,7 +41,9 @@ def main() -> int:
     baseline, ours = [], []
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "s.json")
-        timed([sys.executable, "-m", "envrepro", "snapshot", "--python", py, "-o", out])  # warm the page cache
+        timed(
+            [sys.executable, "-m", "envrepro", "snapshot", "--python", py, "-o", out]
+        )  # warm the page cache
         for _ in range(args.repeat):
             baseline.append(timed([py, "-c", "import tensorflow"]) + timed([py, "-m", "pip", "freeze"]))
             ours.append(timed([sys.executable, "-m", "envrepro", "snapshot", "--python", py, "-o", out]))

@@ -99,6 +99,18 @@ def cli(verbose: int) -> None:
     help="Allow Keras unsafe deserialization (Lambda layers). Only for files you trust.",
 )
 @click.option(
+    "--preprocess",
+    metavar="MODULE:FUNCTION|FILE.py:FUNCTION",
+    help="Your preprocessing function: recorded on --raw samples here and replayed by parity in the image. "
+    "Without --inputs, models are recorded on its output.",
+)
+@click.option(
+    "--raw",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE.npz",
+    help="Raw samples for --preprocess: keys raw.0, raw.1, ... (the function's arguments) or one array.",
+)
+@click.option(
     "-o",
     "--output",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -116,6 +128,8 @@ def snapshot_cmd(
     samples: int,
     custom_objects: str | None,
     unsafe_deserialization: bool,
+    preprocess: str | None,
+    raw: Path | None,
     output: Path,
     show: bool,
 ) -> int:
@@ -130,6 +144,8 @@ def snapshot_cmd(
         samples=samples,
         custom_objects=custom_objects,
         unsafe_deserialization=unsafe_deserialization,
+        preprocess=preprocess,
+        raw=raw,
     )
     with err.status("probing the environment" + (" and models" if models else "")):
         snap = introspect.take_snapshot(request, output)
@@ -139,6 +155,7 @@ def snapshot_cmd(
     err.print(
         f"wrote {output} ({len(snap.environment.distributions)} distributions, "
         f"{len(snap.models)} models"
+        + (", preprocessing" if snap.preprocessing else "")
         + (f", {len(blocked)} not reproducible from an index" if blocked else "")
         + ")"
     )

@@ -108,12 +108,12 @@ def test_index_credentials_and_ca_reach_the_builder_stage_only(
     assert not any("envrepro-pip" in name for name in files)
     history = "\n".join(docker_engine.inspect_image(CPU_TAG).history)
     assert PLANTED_TOKEN not in history and "pip.conf" not in history
-    # ... nor in what the user sees or keeps: the output, the build directory
+    # ... and the credentials are not in what the user sees or keeps: the output, the build directory
+    # (the CA bundle is public: build/pip/ca.pem keeps it so that `docker build build/` works by hand)
     assert PLANTED_TOKEN not in result.stdout + result.stderr
     for path in out.rglob("*"):
         if path.is_file():
-            text = path.read_bytes()
-            assert PLANTED_TOKEN.encode() not in text and PLANTED_CA_MARK.encode() not in text, path
+            assert PLANTED_TOKEN.encode() not in path.read_bytes(), path
 
 
 def test_rebuild_of_unchanged_snapshot_hits_the_cache(
