@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,15 +95,19 @@ def _require(variable: str, what: str, why: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def docker_engine() -> DockerEngine:
-    """The real Docker engine (DOCKER_HOST respected), with the debootstrap test base image present."""
+def docker_engine() -> Iterator[DockerEngine]:
+    """The real Docker engine (DOCKER_HOST respected), with the debootstrap test base image present.
+
+    Afterwards, images the tests superseded (untagged envrepro images) are pruned; the tagged ones stay, so
+    the next run rebuilds them in place from the engine's cache instead of filling the disk."""
     try:
         engine = DockerEngine()
     except EnvreproError as exc:
         _require("ENVREPRO_REQUIRE_DOCKER", "a Docker engine", str(exc))
     if not engine.image_exists(BASE_IMAGE):
         _require("ENVREPRO_REQUIRE_DOCKER", f"the base image {BASE_IMAGE}", "run `bash .ci/base-image.sh`")
-    return engine
+    yield engine
+    engine.client.images.prune(filters={"dangling": True, "label": "io.envrepro.snapshot.digest"})
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -222,8 +224,9 @@ def as_gpu_snapshot(raw: dict[str, object]) -> dict[str, object]:
     """The TF 2.21 snapshot as a GPU machine with `tensorflow[and-cuda]` records it."""
     env = raw["environment"]
     assert isinstance(env, dict)
-    dists = [d for d in env["distributions"] if d["name"] != "tensorflow-cpu"]
-    template = next(d for d in env["distributions"] if d["name"] == "tensorflow-cpu")
+    is_tf = lambda d: snapshot_mod.normalize_name(d["name"]) == "tensorflow-cpu"  # noqa: E731
+    dists = [d for d in env["distributions"] if not is_tf(d)]
+    template = next(d for d in env["distributions"] if is_tf(d))
     dists.append({**template, "name": "tensorflow"})
     dists += [{**template, "name": name, "version": version, "requested": False}
               for name, version in AND_CUDA_2_21.items()]  # fmt: skip
@@ -231,3 +234,51 @@ def as_gpu_snapshot(raw: dict[str, object]) -> dict[str, object]:
     if env.get("tensorflow"):
         env["tensorflow"] = {**env["tensorflow"], "built_with_cuda": True}
     return raw
+
+
+INTERRUPTED_BUILD = """
+import io, sys, tarfile
+from envrepro.engine import DockerEngine
+dockerfile = b"FROM %s\\nRUN sleep 300 && echo envrepro-interrupt-marker\\n"
+buffer = io.BytesIO()
+with tarfile.open(fileobj=buffer, mode="w") as archive:
+    info = tarfile.TarInfo("Dockerfile")
+    info.size = len(dockerfile)
+    archive.addfile(info, io.BytesIO(dockerfile))
+try:
+    DockerEngine().build(buffer.getvalue(), tag="envrepro-test/interrupted:build", no_cache=True)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def _marker_containers(engine: DockerEngine) -> list[str]:
+    found = []
+    for container in engine.client.containers.list(all=True):
+        if "envrepro-interrupt-marker" in " ".join(container.attrs["Config"].get("Cmd") or []):
+            found.append(container.id)
+    return found
+
+
+def test_ctrl_c_stops_the_build_and_leaves_no_container(docker_engine: DockerEngine) -> None:
+    import signal
+    import time
+
+    script = INTERRUPTED_BUILD % BASE_IMAGE
+    process = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        for _ in range(600):  # wait (not a time limit on the code under test) for the step to start
+            if _marker_containers(docker_engine):
+                break
+            time.sleep(0.1)
+        assert _marker_containers(docker_engine), "the build step never started"
+        process.send_signal(signal.SIGINT)
+        assert process.wait() == 130
+        for _ in range(300):  # the engine cancels the step and removes its container
+            if not _marker_containers(docker_engine):
+                break
+            time.sleep(0.1)
+        assert _marker_containers(docker_engine) == []
+        assert not docker_engine.image_exists("envrepro-test/interrupted:build")
+    finally:
+        process.kill()
