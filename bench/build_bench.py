@@ -29,10 +29,10 @@ from envrepro.engine import DockerEngine
 NAIVE_TAG = "envrepro-bench/naive:single-stage"
 TAG = "envrepro-bench/tf221:cpu"
 NAIVE_DOCKERFILE = """FROM {base}
-COPY pip/ /etc/envrepro-pip/
+COPY pip/ /tmp/envrepro-pip/
 COPY requirements.lock.txt /tmp/requirements.lock.txt
 RUN python3 -m venv /opt/venv \\
- && PIP_CONFIG_FILE=/etc/envrepro-pip/pip.conf /opt/venv/bin/pip install -r /tmp/requirements.lock.txt
+ && PIP_CONFIG_FILE=/tmp/envrepro-pip/pip.conf /opt/venv/bin/pip install -r /tmp/requirements.lock.txt
 ENV PATH=/opt/venv/bin:$PATH
 """
 

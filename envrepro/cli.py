@@ -330,6 +330,12 @@ def _print_build(result: BuildResult) -> None:
 @click.option("--unsafe-deserialization", is_flag=True, help="Allow Keras unsafe deserialization.")
 @click.option("--timeout", type=click.FloatRange(1), default=600, show_default=True, help="Seconds.")
 @click.option("--memory", default="4g", show_default=True, help="Container memory limit.")
+@click.option(
+    "--preprocess",
+    metavar="MODULE:FUNCTION|FILE.py:FUNCTION",
+    help="The preprocessing function to replay in the image (default: the one `snapshot --preprocess` "
+    "recorded). A FILE.py's directory is mounted read-only, so files it reads next to itself come along.",
+)
 def parity_cmd(
     *,
     model: Path,
@@ -345,8 +351,12 @@ def parity_cmd(
     unsafe_deserialization: bool,
     timeout: float,
     memory: str,
+    preprocess: str | None,
 ) -> int:
-    """Run the model inside the image on the reference inputs and compare with the training outputs."""
+    """Run the model inside the image on the reference inputs and compare with the training outputs.
+
+    When the snapshot recorded preprocessing, it is replayed first on the same raw samples and compared
+    on its own: the report says whether the preprocessing or the model differs."""
     request = ParityRequest(
         snapshot_path=snapshot_path,
         model=model,
@@ -358,6 +368,7 @@ def parity_cmd(
         unsafe_deserialization=unsafe_deserialization,
         timeout_s=timeout,
         memory=memory,
+        preprocess=preprocess,
     )
     with err.status("running the model inside the image"):
         result = run_parity(request, DockerEngine)

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 RUN_LABEL = "io.envrepro.run"  # on every container parity starts, so leftovers can be found
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # colour codes pip and apt write into the build log
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -158,12 +159,12 @@ class BuildStream:
 
     def feed(self, message: Mapping[str, Any]) -> None:
         if "error" in message:
-            self.error = redact_text(str(message.get("error", "")).strip())
+            self.error = redact_text(_ANSI.sub("", str(message.get("error", ""))).strip())
             return
         aux = message.get("aux")
         if isinstance(aux, Mapping) and "ID" in aux:
             self.image_id = str(aux["ID"])
-        for line in str(message.get("stream", "")).splitlines():
+        for line in _ANSI.sub("", str(message.get("stream", ""))).splitlines():
             self._line(redact_text(line.rstrip()))
 
     def _line(self, line: str) -> None:

@@ -7,6 +7,7 @@ leak into the record. Secrets are redacted by the probe before anything is writt
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from envrepro import proc
 from envrepro.data import numerics_env_names
 from envrepro.errors import (
     CommandError,
+    EnvreproError,
     InputFileError,
     InterpreterError,
     ModelError,
@@ -31,13 +33,21 @@ from envrepro.errors import (
 )
 from envrepro.fsutil import staged_file, write_atomic
 from envrepro.probe.redact import redact
-from envrepro.snapshot import Distribution, Environment, ModelRecord, Origin, Snapshot
+from envrepro.snapshot import (
+    Distribution,
+    Environment,
+    ModelRecord,
+    Origin,
+    PreprocessRecord,
+    Snapshot,
+)
 
 log = logging.getLogger(__name__)
 
 PROBE_DIR = Path(__file__).resolve().parent / "probe"
 PROBE_TIMEOUT_S = 1800.0
 MIN_TARGET_PYTHON = (3, 8)
+RAW_HINT = "--raw takes an .npz with raw.0, raw.1, ... (one per argument of the function) or one array"
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,8 @@ class ProbeRequest:
     samples: int = 64
     custom_objects: str | None = None
     unsafe_deserialization: bool = False
+    preprocess: str | None = None  # MODULE:FUNCTION or FILE.py:FUNCTION, run on `raw`
+    raw: Path | None = None
     env_names: tuple[str, ...] = field(default_factory=numerics_env_names)
 
 
@@ -116,6 +128,7 @@ def probe(request: ProbeRequest, workdir: Path) -> dict[str, Any]:
     """Run the probe in the target interpreter; return its (already redacted) raw record."""
     check_interpreter(request.python)
     check_models(request.models)
+    check_preprocess(request.preprocess, request.raw)
     out = workdir / "record.json"
     refs = workdir / "refs"
     refs.mkdir(exist_ok=True)
@@ -141,7 +154,42 @@ def probe(request: ProbeRequest, workdir: Path) -> dict[str, Any]:
         argv += ["--custom-objects", _custom_objects_arg(request.custom_objects)]
     if request.unsafe_deserialization:
         argv.append("--unsafe-deserialization")
+    if request.preprocess and request.raw is not None:
+        argv += ["--preprocess", preprocess_arg(request.preprocess), "--raw", request.raw.absolute()]
     return _run_probe(request.python, argv, out)
+
+
+def check_preprocess(spec: str | None, raw: Path | None) -> None:
+    """--preprocess and --raw come together, as MODULE:FUNCTION (or FILE.py:FUNCTION) and an .npz."""
+    if (spec is None) != (raw is None):
+        given, missing = ("--preprocess", "--raw FILE.npz") if spec else ("--raw", "--preprocess")
+        raise EnvreproError(
+            f"{given} needs {missing}",
+            hint="record preprocessing with --preprocess MODULE:FUNCTION --raw samples.npz",
+        )
+    if spec is None or raw is None:
+        return
+    preprocess_arg(spec)
+    if not raw.is_file():
+        raise InputFileError(
+            raw, "no such raw-samples file", hint="--raw takes an .npz (keys raw.0, raw.1, ...)"
+        )
+
+
+def preprocess_arg(spec: str) -> str:
+    """The spec with a FILE.py made absolute; refuses what is neither MODULE:FUNCTION nor FILE.py:FUNCTION."""
+    module, sep, function = spec.rpartition(":")
+    if not sep or not module or not function.isidentifier():
+        raise EnvreproError(
+            f"--preprocess {spec!r} is not MODULE:FUNCTION or FILE.py:FUNCTION",
+            hint="e.g. --preprocess mypkg.data:preprocess or --preprocess prep.py:preprocess",
+        )
+    if not module.endswith(".py"):
+        return spec
+    path = Path(module)
+    if not path.is_file():
+        raise InputFileError(path, "no such preprocessing file")
+    return f"{path.absolute()}:{function}"
 
 
 def _custom_objects_arg(spec: str) -> str:
@@ -173,21 +221,52 @@ def _run_probe(python: Path, argv: Sequence[str | os.PathLike[str]], out: Path) 
 
 
 def to_snapshot(
-    record: Mapping[str, Any], refs: Mapping[str, str], now: dt.datetime | None = None
+    record: Mapping[str, Any],
+    refs: Mapping[str, str],
+    now: dt.datetime | None = None,
+    preprocess_ref: str = "",
 ) -> Snapshot:
-    """Build the typed Snapshot from a raw probe record; `refs` maps model path -> reference file name."""
+    """Build the typed Snapshot from a raw probe record; `refs` maps model path -> reference file name,
+    `preprocess_ref` names the preprocessing reference file."""
     env = dict(record["environment"])
     env["distributions"] = [_with_reproducibility(raw) for raw in env["distributions"]]
     created = (now or dt.datetime.now(dt.timezone.utc)).replace(microsecond=0).isoformat()
     models = [_model_record(raw, refs.get(raw["path"])) for raw in record.get("models", [])]
+    pre = record.get("preprocessing")
     return Snapshot.model_validate(
         {
             "envrepro_version": envrepro.__version__,
             "created_at": created,
             "environment": env,
             "models": models,
+            "preprocessing": None if pre is None else preprocess_record(pre, preprocess_ref),
         }
     )
+
+
+def preprocess_record(raw: Mapping[str, Any], ref_file: str) -> PreprocessRecord:
+    """The typed preprocessing record from the probe's; `ref_file` names its reference file."""
+    if raw.get("error"):
+        error = {key: raw["error"][key] for key in ("kind", "detail")}
+        return PreprocessRecord.model_validate({"function": raw["function"], "error": error})
+    fields = {key: raw[key] for key in ("function", "source_sha256", "samples", "outputs", "arrays_sha256")}
+    return PreprocessRecord.model_validate({**fields, "file": ref_file, "raw_from": raw.get("raw_from", "")})
+
+
+def _npz_digest(raw: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(raw["arrays_sha256"], sort_keys=True).encode()).hexdigest()
+
+
+class PreprocessError(EnvreproError):
+    """The preprocessing function could not be imported or run on the raw samples."""
+
+    def __init__(self, function: str, kind: str, detail: str, output: Path | None = None) -> None:
+        note = f" (the environment record was written to {output})" if output is not None else ""
+        hint = RAW_HINT if kind == "raw" else "check that the function runs on the raw samples there"
+        super().__init__(f"preprocessing {function}: {detail}{note}", hint=hint)
+        self.function = function
+        self.kind = kind
+        self.detail = detail
 
 
 _ORIGIN_ADVICE = {
@@ -227,6 +306,7 @@ def _model_record(raw: Mapping[str, Any], ref_file: str | None) -> ModelRecord:
             "outputs",
         )
     }
+    fields["input_preprocessing"] = raw.get("input_preprocessing")
     reference = None
     if ref_file is not None:
         reference = {
@@ -258,8 +338,21 @@ def take_snapshot(request: ProbeRequest, output: Path) -> Snapshot:
             name = f"{ref_dir.name}/{Path(raw['path']).name}-{raw['file_sha256'][:12]}.npz"
             refs[raw["path"]] = name
             sources[name] = Path(raw["npz"])
-        snap = to_snapshot(record, refs)
+        pre, pre_ref = record.get("preprocessing"), ""
+        if pre is not None and request.preprocess is not None and request.raw is not None:
+            pre["function"] = request.preprocess  # as given, not made absolute
+            if not pre.get("error"):
+                pre_ref = f"{ref_dir.name}/preprocess-{_npz_digest(pre)[:12]}.npz"
+                sources[pre_ref] = Path(pre["npz"])
+            record["preprocessing"] = {**pre, "raw_from": "file:" + request.raw.name}
+            for raw in record.get("models", []):
+                if str(raw.get("inputs_from", "")).startswith("preprocess:"):
+                    raw["inputs_from"] = "preprocess:" + request.preprocess
+        snap = to_snapshot(record, refs, preprocess_ref=pre_ref)
         write_snapshot(snap, output, sources)
+    if snap.preprocessing is not None and snap.preprocessing.error is not None:
+        failure = snap.preprocessing.error
+        raise PreprocessError(snap.preprocessing.function, failure.kind, failure.detail, output)
     failures = [
         ModelProblem(model.path, model.error.kind, model.error.detail) for model in snap.models if model.error
     ]

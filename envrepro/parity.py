@@ -35,9 +35,10 @@ from envrepro.parity_model import (
     FingerprintCheck,
     OutputResult,
     ParityReport,
+    Stage,
 )
 from envrepro.probe.modelprobe import array_digest
-from envrepro.snapshot import Environment, ModelRecord, Snapshot
+from envrepro.snapshot import Environment, ModelRecord, PreprocessRecord, Snapshot
 from envrepro.target import default_image_tag
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ PROBE_MOUNT = "/envrepro/probe"
 MODEL_MOUNT = "/envrepro/model"
 REF_MOUNT = "/envrepro/ref/reference.npz"
 CUSTOM_MOUNT = "/envrepro/custom"
+PREPROCESS_MOUNT = "/envrepro/preprocess"
+RAW_MOUNT = "/envrepro/ref/preprocess.npz"
 OUT_MOUNT = "/envrepro/out"
 CONTAINER_USER = "10001:10001"
 
@@ -62,6 +65,18 @@ class ParityRequest:
     unsafe_deserialization: bool = False
     timeout_s: float = 600.0
     memory: str = "4g"
+    # Where the preprocessing function is now (MODULE:FUNCTION or FILE.py:FUNCTION); default: as recorded.
+    preprocess: str | None = None
+
+
+@dataclass(frozen=True)
+class PreprocessRun:
+    """The recorded preprocessing, its reference arrays, and the function to replay in the image."""
+
+    record: PreprocessRecord
+    reference: dict[str, np.ndarray[Any, Any]]
+    reference_path: Path
+    spec: str
 
 
 class ReferenceMissingError(EnvreproError):
@@ -123,12 +138,14 @@ def run_parity(request: ParityRequest, engine: Callable[[], ContainerEngine]) ->
     snap = snapshot.load(request.snapshot_path)
     record = find_model(snap, request.model, request.snapshot_path)
     reference = load_reference(request.snapshot_path.parent, record)
+    pre = preprocess_run(request, snap)
     image = request.image or default_image_tag(snap.digest())
     live = engine()
     if not live.image_exists(image):
         raise ImageNotFoundError(image)
     with tempfile.TemporaryDirectory(prefix="envrepro-parity-") as tmp:
-        raw = _run_in_image(request, live, image, record, Path(tmp))
+        raw = _run_in_image(request, live, image, record, Path(tmp), pre=pre)
+        preprocessed = _preprocessed(raw, Path(tmp) / "out") if pre else {}
         candidate_env, candidate_model = _typed(raw)
         outputs = _read_npz(Path(tmp) / "out" / "model-0.npz")
     return build_report(
@@ -141,7 +158,36 @@ def run_parity(request: ParityRequest, engine: Callable[[], ContainerEngine]) ->
         candidate=candidate_model,
         outputs=outputs,
         raw=raw,
+        preprocess=pre,
+        preprocessed=preprocessed,
     )
+
+
+def preprocess_run(request: ParityRequest, snap: Snapshot) -> PreprocessRun | None:
+    """The snapshot's preprocessing to replay, with its verified reference; None when none was recorded."""
+    recorded = snap.preprocessing
+    if recorded is None:
+        if request.preprocess:
+            raise EnvreproError(
+                f"{request.snapshot_path} has no recorded preprocessing to compare --preprocess with",
+                hint="record it in the training environment: envrepro snapshot --preprocess F --raw FILE.npz",
+            )
+        return None
+    if recorded.error is not None or not recorded.file:
+        log.warning("the snapshot's preprocessing failed when it was recorded; it is not compared")
+        return None
+    path = request.snapshot_path.parent / recorded.file
+    arrays = _verified(path, recorded.arrays_sha256)
+    spec = request.preprocess or _recorded_spec(recorded.function, request.snapshot_path.parent)
+    return PreprocessRun(recorded, arrays, path, spec)
+
+
+def _recorded_spec(spec: str, base: Path) -> str:
+    """A recorded FILE.py:FUNCTION as given at snapshot time: from here, else next to the snapshot."""
+    module, _, function = spec.rpartition(":")
+    if module.endswith(".py") and not Path(module).is_file() and (base / module).is_file():
+        return f"{base / module}:{function}"
+    return spec
 
 
 def find_model(snap: Snapshot, model: Path, snapshot_path: Path) -> ModelRecord:
@@ -160,11 +206,14 @@ def find_model(snap: Snapshot, model: Path, snapshot_path: Path) -> ModelRecord:
 
 def load_reference(base: Path, record: ModelRecord) -> dict[str, np.ndarray[Any, Any]]:
     assert record.reference is not None
-    path = base / record.reference.file
+    return _verified(base / record.reference.file, record.reference.arrays_sha256)
+
+
+def _verified(path: Path, digests: Mapping[str, str]) -> dict[str, np.ndarray[Any, Any]]:
     if not path.is_file():
         raise ReferenceCorruptError(path, "the file is missing")
     arrays = _read_npz(path)
-    for key, digest in record.reference.arrays_sha256.items():
+    for key, digest in digests.items():
         if key not in arrays or array_digest(arrays[key]) != digest:
             raise ReferenceCorruptError(
                 path, f"array {key} does not match the digest recorded in the snapshot"
@@ -181,7 +230,13 @@ def _read_npz(path: Path) -> dict[str, np.ndarray[Any, Any]]:
 
 
 def _run_in_image(
-    request: ParityRequest, engine: ContainerEngine, image: str, record: ModelRecord, workdir: Path
+    request: ParityRequest,
+    engine: ContainerEngine,
+    image: str,
+    record: ModelRecord,
+    workdir: Path,
+    *,
+    pre: PreprocessRun | None = None,
 ) -> dict[str, Any]:
     model_target = f"{MODEL_MOUNT}/{request.model.name}"
     assert record.reference is not None
@@ -194,6 +249,9 @@ def _run_in_image(
         args += ["--custom-objects", _mount_custom_objects(request.custom_objects, mounts)]
     if request.unsafe_deserialization:
         args.append("--unsafe-deserialization")
+    if pre is not None:
+        mounts.append(Mount(pre.reference_path.resolve(), RAW_MOUNT, read_only=True))
+        args += ["--preprocess", _mount_preprocess(pre.spec, mounts), "--raw", RAW_MOUNT]
     return probe_in_image(
         engine, image, workdir, args, mounts, timeout_s=request.timeout_s, memory=request.memory
     )
@@ -271,6 +329,31 @@ def _mount_custom_objects(spec: str, mounts: list[Mount]) -> str:
     return target
 
 
+def _mount_preprocess(spec: str, mounts: list[Mount]) -> str:
+    """A FILE.py's directory is mounted read-only, so that files it reads next to itself come along."""
+    module, _, function = spec.rpartition(":")
+    if not module.endswith(".py"):
+        return spec  # a module importable inside the image
+    path = Path(module)
+    if not path.is_file():
+        raise InputFileError(path, "no such preprocessing file", hint="pass --preprocess FILE.py:FUNCTION")
+    mounts.append(Mount(path.parent.resolve(), PREPROCESS_MOUNT, read_only=True))
+    return f"{PREPROCESS_MOUNT}/{path.name}:{function}"
+
+
+def _preprocessed(raw: Mapping[str, Any], out: Path) -> dict[str, np.ndarray[Any, Any]]:
+    record = raw.get("preprocessing") or {
+        "function": "?",
+        "error": {"kind": "preprocess", "detail": "no record"},
+    }
+    failure = record.get("error")
+    if failure:
+        raise introspect.PreprocessError(
+            record["function"], failure["kind"], f"{failure['detail']} (inside the image)"
+        )
+    return _read_npz(out / "preprocess.npz")
+
+
 def _tail(logs: str, lines: int = 3) -> str:
     kept = [line.strip() for line in logs.strip().splitlines() if line.strip()][-lines:]
     return " | ".join(kept) if kept else "no output"
@@ -304,23 +387,32 @@ def build_report(
     candidate: ModelRecord,
     outputs: Mapping[str, np.ndarray[Any, Any]],
     raw: Mapping[str, Any],
+    preprocess: PreprocessRun | None = None,
+    preprocessed: Mapping[str, np.ndarray[Any, Any]] | None = None,
 ) -> ParityReport:
     comparisons = compare_outputs(record, reference, outputs, request)
+    pre_comparisons = (
+        compare_preprocessed(preprocess, preprocessed or {}, request) if preprocess is not None else []
+    )
     fingerprints = _fingerprints(record, candidate)
     mismatch = not all(check.same for check in fingerprints if check.what != "file")
     differences = diff(snap.environment, image_env)
-    numeric_fail = not all(c.passed for c in comparisons)
-    verdict: Literal["pass", "fail"] = "fail" if numeric_fail or mismatch else "pass"
+    model_fail = mismatch or not all(c.passed for c in comparisons)
+    pre_fail = not all(c.passed for c in pre_comparisons)
+    stage = _stage(pre_fail, model_fail)
+    verdict: Literal["pass", "fail"] = "fail" if stage != "none" else "pass"
     causes = likely_causes(fingerprints, differences, comparisons)
+    if pre_fail and preprocess is not None:
+        causes = (_preprocess_cause(preprocess, pre_comparisons, raw), *causes)
     warnings = tuple(
         f"{d.field}: {d.before} in training, {d.after} in the image ({d.why})"
         for d in differences
         if d.kind == "python_patch"
-    )
+    ) + model_checks(candidate, reference, _pre_state(preprocess, pre_fail))
     timings = {k: float(v) for k, v in ((raw.get("models") or [{}])[0].get("timings") or {}).items()}
     return ParityReport(
         verdict=verdict,
-        summary=_summary(verdict, comparisons, mismatch, causes),
+        summary=_summary(stage, comparisons, pre_comparisons, mismatch, causes),
         model=str(request.model),
         model_format=candidate.format or "",
         image=image,
@@ -334,7 +426,98 @@ def build_report(
         likely_causes=causes,
         warnings=warnings,
         timings=timings,
+        stage=stage,
+        preprocess_function=preprocess.spec if preprocess else "",
+        preprocessing=tuple(_output_result(c) for c in pre_comparisons),
     )
+
+
+def _stage(pre_fail: bool, model_fail: bool) -> Stage:
+    if pre_fail and model_fail:
+        return "both"
+    if pre_fail:
+        return "preprocessing"
+    return "model" if model_fail else "none"
+
+
+def compare_preprocessed(
+    pre: PreprocessRun, candidate: Mapping[str, np.ndarray[Any, Any]], request: ParityRequest
+) -> list[OutputComparison]:
+    """The function's arrays in the image against the training ones, with the model outputs' statistics."""
+    results = []
+    for index, spec in enumerate(pre.record.outputs):
+        key = f"preprocessed.{index}"
+        ref = pre.reference[key]
+        cand = candidate.get(key, np.zeros((0,), dtype=ref.dtype))
+        results.append(
+            compare_output(spec.name, ref, cand, tolerance_for(spec.name, str(ref.dtype), request))
+        )
+    return results
+
+
+def _preprocess_cause(
+    pre: PreprocessRun, comparisons: Sequence[OutputComparison], raw: Mapping[str, Any]
+) -> Cause:
+    worst = next(c for c in comparisons if not c.passed)
+    now = (raw.get("preprocessing") or {}).get("source_sha256", "")
+    recorded = pre.record.source_sha256
+    if recorded and now and recorded != now:
+        source = f"its source changed ({recorded[:12]} recorded, {now[:12]} now)"
+    else:
+        source = (
+            "its source is unchanged, so what it reads (data files such as normalisation statistics) "
+            "or the libraries it calls differ"
+        )
+    return Cause(
+        cause=f"the preprocessing function {pre.spec} gives other arrays in the image",
+        evidence=f"{worst.name}: {worst.reason} (max abs error {worst.max_abs_error:.3g}); {source}",
+    )
+
+
+def _pre_state(pre: PreprocessRun | None, failed: bool) -> str:
+    if pre is None:
+        return "; record it with `envrepro snapshot --preprocess MODULE:FUNCTION --raw FILE.npz`"
+    if failed:
+        return "; the recorded preprocessing differs in the image (see above)"
+    return "; envrepro compared the recorded preprocessing, and it matches"
+
+
+def model_checks(
+    candidate: ModelRecord, reference: Mapping[str, np.ndarray[Any, Any]], preprocessing: str = ""
+) -> tuple[str, ...]:
+    """Warnings about the model itself: no preprocessing inside it; inputs unlike the reference inputs."""
+    found: list[str] = []
+    if candidate.input_preprocessing == ():
+        found.append(
+            "the model has no preprocessing layer at its input (Rescaling, Normalization, Resizing, ...): "
+            "the serving code must preprocess exactly as training did, the usual source of training/serving "
+            "skew" + preprocessing
+        )
+    for index, spec in enumerate(candidate.inputs):
+        array = reference.get(f"input.{index}")
+        if array is None:
+            continue
+        if str(array.dtype) != spec.dtype:
+            found.append(
+                f"input {spec.name}: the model takes {spec.dtype}, the reference inputs are {array.dtype} "
+                "(Keras converts them silently, so the serving code may feed another dtype than training)"
+            )
+        if not _shape_fits(spec.shape, array.shape):
+            found.append(
+                f"input {spec.name}: the model takes shape {_shape_text(spec.shape)}, the reference inputs "
+                f"have {_shape_text(array.shape)}"
+            )
+    return tuple(found)
+
+
+def _shape_fits(spec: Sequence[int | None], shape: Sequence[int]) -> bool:
+    if len(spec) != len(shape):
+        return False
+    return all(want is None or want == have for want, have in zip(spec[1:], shape[1:], strict=True))
+
+
+def _shape_text(shape: Sequence[int | None]) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
 
 
 def compare_outputs(
@@ -433,17 +616,37 @@ def _cause_text(d: Difference) -> str:
 
 
 def _summary(
-    verdict: str, comparisons: Sequence[OutputComparison], mismatch: bool, causes: Sequence[Cause]
+    stage: Stage,
+    comparisons: Sequence[OutputComparison],
+    pre_comparisons: Sequence[OutputComparison],
+    mismatch: bool,
+    causes: Sequence[Cause],
 ) -> str:
-    worst = max((c.max_abs_error for c in comparisons), default=0.0)
-    worst_text = "exactly equal" if worst == 0 else f"max abs error {worst:.3g}"
-    if verdict == "pass":
-        return f"PASS: {len(comparisons)} output(s) within tolerance ({worst_text})"
+    worst_text = _worst(comparisons)
+    if stage == "none":
+        checked = f"; preprocessing matches ({_worst(pre_comparisons)})" if pre_comparisons else ""
+        return f"PASS: {len(comparisons)} output(s) within tolerance ({worst_text}){checked}"
+    pre_text = ""
+    if stage in ("preprocessing", "both"):
+        failed = [c.name for c in pre_comparisons if not c.passed]
+        pre_text = f"preprocessing differs: {', '.join(failed)} outside tolerance ({_worst(pre_comparisons)})"
+    if stage == "preprocessing":
+        return f"FAIL: {pre_text}; the model itself matches on the recorded inputs ({worst_text})"
+    model_causes = [c.cause for c in causes if not c.cause.startswith("the preprocessing")]
     if mismatch:
-        return f"FAIL: model mismatch, {causes[0].cause} ({worst_text})"
-    failed = [c.name for c in comparisons if not c.passed]
-    why = f"; likely cause: {causes[0].cause}" if causes else ""
-    return f"FAIL: output(s) {', '.join(failed)} outside tolerance ({worst_text}){why}"
+        model_text = f"model mismatch, {model_causes[0]} ({worst_text})"
+    else:
+        failed = [c.name for c in comparisons if not c.passed]
+        why = f"; likely cause: {model_causes[0]}" if model_causes else ""
+        model_text = f"output(s) {', '.join(failed)} outside tolerance ({worst_text}){why}"
+    if stage == "both":
+        return f"FAIL: {pre_text}; and model differs: {model_text}"
+    return f"FAIL: {model_text}"
+
+
+def _worst(comparisons: Sequence[OutputComparison]) -> str:
+    worst = max((c.max_abs_error for c in comparisons), default=0.0)
+    return "exactly equal" if worst == 0 else f"max abs error {worst:.3g}"
 
 
 def _finite(value: float) -> float | None:

@@ -60,6 +60,9 @@ class Cause(_Frozen):
     evidence: str
 
 
+Stage = Literal["none", "preprocessing", "model", "both"]
+
+
 class ParityReport(_Frozen):
     schema_version: Literal[1] = 1
     verdict: Literal["pass", "fail"]
@@ -77,6 +80,11 @@ class ParityReport(_Frozen):
     likely_causes: tuple[Cause, ...]
     warnings: tuple[str, ...]
     timings: dict[str, float]
+    # Which stage failed: "preprocessing" (the user's function gives other arrays in the image), "model"
+    # (outputs or fingerprints differ on the recorded inputs), "both", or "none" when parity passed.
+    stage: Stage = "none"
+    preprocess_function: str = ""
+    preprocessing: tuple[OutputResult, ...] = ()
 
     @property
     def passed(self) -> bool:

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from envrepro.diff import Difference
-from envrepro.parity_model import ParityReport
+from envrepro.parity_model import OutputResult, ParityReport
 from envrepro.snapshot import Distribution, Environment, GpuInfo, ModelRecord, Snapshot
 
 
@@ -120,34 +120,15 @@ def _num(value: float | None, spec: str = ".3g") -> str:
 
 
 def parity_table(report: ParityReport) -> RenderableType:
-    table = Table(
-        title=f"parity — {report.model} in {report.image} ({report.samples} samples)", title_justify="left"
-    )
-    for column in (
-        "output",
-        "shape",
-        "max abs",
-        "mean abs",
-        "max rel",
-        "ulp",
-        "min atol",
-        "argmax",
-        "result",
-    ):
-        table.add_column(column)
-    for out in report.outputs:
-        table.add_row(
-            out.name,
-            "x".join(map(str, out.candidate_shape)),
-            _num(out.max_abs_error),
-            _num(out.mean_abs_error),
-            _num(out.max_rel_error),
-            _num(out.max_ulp, "d") if out.max_ulp is not None else "—",
-            _num(out.min_passing_atol),
-            _num(out.argmax_agreement, ".1%") if out.argmax_agreement is not None else "—",
-            Text("pass", style="green") if out.passed else Text(f"FAIL: {out.reason}", style="red"),
+    parts: list[RenderableType] = []
+    if report.preprocessing:
+        parts.append(
+            _outputs_table(
+                f"preprocessing — {report.preprocess_function} in {report.image}", report.preprocessing
+            )
         )
-    parts: list[RenderableType] = [table]
+    title = f"model — {report.model} in {report.image} ({report.samples} samples)"
+    parts.append(_outputs_table(title if report.preprocessing else "parity — " + title[8:], report.outputs))
     if report.model_mismatch:
         parts.append(
             Text(
@@ -165,6 +146,35 @@ def parity_table(report: ParityReport) -> RenderableType:
     return Group(*parts)
 
 
+def _outputs_table(title: str, outputs: Sequence[OutputResult]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in (
+        "output",
+        "shape",
+        "max abs",
+        "mean abs",
+        "max rel",
+        "ulp",
+        "min atol",
+        "argmax",
+        "result",
+    ):
+        table.add_column(column)
+    for out in outputs:
+        table.add_row(
+            out.name,
+            "x".join(map(str, out.candidate_shape)),
+            _num(out.max_abs_error),
+            _num(out.mean_abs_error),
+            _num(out.max_rel_error),
+            _num(out.max_ulp, "d") if out.max_ulp is not None else "—",
+            _num(out.min_passing_atol),
+            _num(out.argmax_agreement, ".1%") if out.argmax_agreement is not None else "—",
+            Text("pass", style="green") if out.passed else Text(f"FAIL: {out.reason}", style="red"),
+        )
+    return table
+
+
 def parity_markdown(report: ParityReport) -> str:
     icon = "✅" if report.passed else "❌"
     lines = [
@@ -175,19 +185,12 @@ def parity_markdown(report: ParityReport) -> str:
         f"Image `{report.image}` · snapshot `{report.snapshot}` (`{report.snapshot_digest[:12]}`) · "
         f"{report.samples} samples",
         "",
-        "| output | shape | max abs | mean abs | max rel | ULP | min passing atol | argmax agree "
-        "| atol / rtol | result |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for out in report.outputs:
-        result = "pass" if out.passed else f"**FAIL**: {out.reason}"
-        argmax = _num(out.argmax_agreement, ".1%") if out.argmax_agreement is not None else "—"
-        ulp = str(out.max_ulp) if out.max_ulp is not None else "—"
-        lines.append(
-            f"| `{out.name}` | {'x'.join(map(str, out.candidate_shape))} | {_num(out.max_abs_error)} "
-            f"| {_num(out.mean_abs_error)} | {_num(out.max_rel_error)} | {ulp} "
-            f"| {_num(out.min_passing_atol)} | {argmax} | {out.atol:g} / {out.rtol:g} | {result} |"
-        )
+    if report.preprocessing:
+        lines += [f"### Preprocessing `{report.preprocess_function}` (raw samples → arrays)", ""]
+        lines += _outputs_markdown(report.preprocessing)
+        lines += ["", "### Model (recorded inputs → outputs)", ""]
+    lines += _outputs_markdown(report.outputs)
     lines += ["", "| fingerprint | recorded | now | |", "|---|---|---|---|"]
     for f in report.fingerprints:
         lines.append(
@@ -212,14 +215,35 @@ def parity_markdown(report: ParityReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _outputs_markdown(outputs: Sequence[OutputResult]) -> list[str]:
+    lines = [
+        "| output | shape | max abs | mean abs | max rel | ULP | min passing atol | argmax agree "
+        "| atol / rtol | result |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for out in outputs:
+        result = "pass" if out.passed else f"**FAIL**: {out.reason}"
+        argmax = _num(out.argmax_agreement, ".1%") if out.argmax_agreement is not None else "—"
+        ulp = str(out.max_ulp) if out.max_ulp is not None else "—"
+        lines.append(
+            f"| `{out.name}` | {'x'.join(map(str, out.candidate_shape))} | {_num(out.max_abs_error)} "
+            f"| {_num(out.mean_abs_error)} | {_num(out.max_rel_error)} | {ulp} "
+            f"| {_num(out.min_passing_atol)} | {argmax} | {out.atol:g} / {out.rtol:g} | {result} |"
+        )
+    return lines
+
+
 def parity_junit(report: ParityReport) -> str:
     """JUnit XML: one test case per output and one for the model fingerprint."""
     suite = ET.Element(
         "testsuite",
         {
             "name": f"envrepro-parity:{report.model}",
-            "tests": str(len(report.outputs) + 1),
-            "failures": str(sum(not o.passed for o in report.outputs) + int(report.model_mismatch)),
+            "tests": str(len(report.outputs) + len(report.preprocessing) + 1),
+            "failures": str(
+                sum(not o.passed for o in (*report.outputs, *report.preprocessing))
+                + int(report.model_mismatch)
+            ),
             "errors": "0",
             "skipped": "0",
             "time": f"{sum(report.timings.values()):.3f}",
@@ -240,12 +264,14 @@ def parity_junit(report: ParityReport) -> str:
         failure.text = "\n".join(
             f"{f.what}: {f.reference} recorded, {f.candidate} now" for f in report.fingerprints if not f.same
         )
-    for out in report.outputs:
+    cases = [("preprocessing", "PreprocessingDiffers", o) for o in report.preprocessing]
+    cases += [("output", "ParityFailure", o) for o in report.outputs]
+    for label, kind, out in cases:
         case = ET.SubElement(
-            suite, "testcase", {"classname": "envrepro.parity", "name": f"output {out.name}", "time": "0"}
+            suite, "testcase", {"classname": "envrepro.parity", "name": f"{label} {out.name}", "time": "0"}
         )
         if not out.passed:
-            failure = ET.SubElement(case, "failure", {"message": out.reason, "type": "ParityFailure"})
+            failure = ET.SubElement(case, "failure", {"message": out.reason, "type": kind})
             failure.text = (
                 f"max abs {_num(out.max_abs_error)}, max rel {_num(out.max_rel_error)}, "
                 f"smallest passing atol {_num(out.min_passing_atol)}\n"
@@ -280,17 +306,23 @@ _GROUP_TITLE = {
 
 
 def differences_table(differences: Sequence[Difference], a: str, b: str, *, cosmetic: bool) -> RenderableType:
+    """One table per group, most consequential first; A and B are named once above (paths are long)."""
     if not differences:
         return Text(f"no differences between {a} and {b}", style="green")
-    table = Table(title=f"differences: {a} → {b}", title_justify="left")
-    for column in ("group", "what", a, b, "why it matters"):
-        table.add_column(column, overflow="fold")
-    shown = [d for d in differences if cosmetic or d.group != "cosmetic"]
-    for d in shown:
-        style = {"breaks": "red", "may": "yellow", "cosmetic": "dim"}[d.group]
-        table.add_row(Text(_GROUP_TITLE[d.group], style=style), d.field, d.before, d.after, d.why)
-    hidden = len(differences) - len(shown)
-    parts: list[RenderableType] = [table]
+    parts: list[RenderableType] = [Text(f"A: {a}\nB: {b}")]
+    for group in ("breaks", "may", "cosmetic"):
+        rows = [d for d in differences if d.group == group]
+        if not rows or (group == "cosmetic" and not cosmetic):
+            continue
+        style = {"breaks": "bold red", "may": "bold yellow", "cosmetic": "dim"}[group]
+        table = Table(title=f"{_GROUP_TITLE[group]} ({len(rows)})", title_justify="left", title_style=style)
+        for column in ("what", "A", "B"):
+            table.add_column(column, overflow="fold")
+        table.add_column("why it matters", overflow="fold", ratio=1)
+        for d in rows:
+            table.add_row(d.field, d.before, d.after, d.why)
+        parts.append(table)
+    hidden = 0 if cosmetic else sum(d.group == "cosmetic" for d in differences)
     if hidden:
         parts.append(Text(f"{hidden} cosmetic differences not shown (--all shows them)", style="dim"))
     return Group(*parts)

@@ -198,6 +198,30 @@ class ModelRecord(Frozen):
     outputs: tuple[TensorSpec, ...] = ()
     reference: Reference | None = None
     error: ModelFailure | None = None
+    # Keras preprocessing layers at the model's input (Rescaling, Normalization, ...); None: not recorded.
+    input_preprocessing: tuple[str, ...] | None = None
+
+
+class PreprocessRecord(Frozen):
+    """The user's preprocessing function, run on raw samples (`snapshot --preprocess F --raw FILE`).
+
+    Its reference file holds `raw.N` (the raw samples) and `preprocessed.N` (what the function returned).
+    """
+
+    function: str
+    source_sha256: str = ""
+    raw_from: str = ""
+    samples: int = 0
+    outputs: tuple[TensorSpec, ...] = ()
+    file: str = ""
+    arrays_sha256: dict[str, str] = {}
+    error: ModelFailure | None = None
+
+
+# Fields added after schema 1 was published: left out of the digest (and the JSON) while unset, so that
+# documents written before them keep their digest, and with it their image tag.
+_LATER_SNAPSHOT_FIELDS = ("preprocessing",)
+_LATER_MODEL_FIELDS = ("input_preprocessing",)
 
 
 class Snapshot(Frozen):
@@ -206,14 +230,30 @@ class Snapshot(Frozen):
     created_at: str
     environment: Environment
     models: tuple[ModelRecord, ...] = ()
+    preprocessing: PreprocessRecord | None = None
 
     def digest(self) -> str:
         """sha256 of the document without its timestamp: equal for equal environments and models."""
-        payload = self.model_dump(mode="json", exclude={"created_at", "envrepro_version"})
+        payload = self._dump()
+        for key in ("created_at", "envrepro_version"):
+            del payload[key]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def to_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+        return json.dumps(self._dump(), indent=2, sort_keys=True) + "\n"
+
+    def _dump(self) -> dict[str, Any]:
+        payload = self.model_dump(mode="json")
+        _drop_unset(payload, _LATER_SNAPSHOT_FIELDS)
+        for model in payload["models"]:
+            _drop_unset(model, _LATER_MODEL_FIELDS)
+        return payload
+
+
+def _drop_unset(payload: dict[str, Any], keys: tuple[str, ...]) -> None:
+    for key in keys:
+        if payload.get(key) is None:
+            payload.pop(key, None)
 
 
 def normalize_name(name: str) -> str:

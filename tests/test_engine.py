@@ -146,3 +146,12 @@ def test_build_without_an_engine_is_one_line_naming_docker_host(
     assert f"DOCKER_HOST=unix://{tmp_path}/no-engine.sock" in result.error_lines[0]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_colour_codes_in_the_build_log_are_stripped() -> None:
+    stream = BuildStream()
+    stream.feed({"stream": "Step 1/1 : RUN pip install\n"})
+    stream.feed({"stream": "\x1b[91mERROR: No matching distribution\n\x1b[0m\n"})
+    stream.feed({"error": "returned a non-zero code: 1"})
+    assert "ERROR: No matching distribution" in stream.failure().log_tail
+    assert "\x1b" not in str(stream.failure())

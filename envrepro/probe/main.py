@@ -33,6 +33,8 @@ def _parse(argv: "list[str]") -> argparse.Namespace:
     parser.add_argument("--custom-objects", default=None)
     parser.add_argument("--unsafe-deserialization", action="store_true")
     parser.add_argument("--outputs-only", action="store_true", help="do not copy the inputs into the .npz")
+    parser.add_argument("--preprocess", default=None, help="MODULE:FUNCTION or FILE.py:FUNCTION")
+    parser.add_argument("--raw", default=None, help="an .npz of raw samples for --preprocess")
     return parser.parse_args(argv)
 
 
@@ -53,8 +55,27 @@ def collect_environment(args: argparse.Namespace) -> "dict[str, object]":
     return env
 
 
-def collect_models(args: argparse.Namespace) -> "list[dict[str, object]]":
+def collect_preprocessing(args: argparse.Namespace) -> "dict[str, object]":
+    """Run the preprocessing function on the raw samples; its arrays go to preprocess.npz in --ref-dir."""
     import modelprobe  # type: ignore[import-not-found]
+    import preprocess  # type: ignore[import-not-found]
+
+    out_npz = os.path.join(args.ref_dir or ".", "preprocess.npz")
+    try:
+        record: "dict[str, object]" = preprocess.run_preprocess(
+            args.preprocess, args.raw, out_npz, save_raw=not args.outputs_only
+        )
+        record.update({"npz": out_npz, "error": None})
+    except modelprobe.ModelProbeError as exc:
+        record = {"function": args.preprocess, "error": {"kind": exc.kind, "detail": exc.detail}}
+    except Exception as exc:  # noqa: BLE001 - never lose the environment record
+        detail = "%s: %s" % (type(exc).__name__, exc)
+        record = {"function": args.preprocess, "error": {"kind": "preprocess", "detail": detail}}
+    return record
+
+
+def collect_models(args: argparse.Namespace) -> "list[dict[str, object]]":
+    import modelprobe
 
     records = []
     try:
@@ -95,8 +116,26 @@ def main(argv: "list[str]") -> int:
     args = _parse(argv)
     record = {"probe_version": PROBE_VERSION, "environment": collect_environment(args), "models": []}
     _write(args.out, record)  # environment first: a crash in a model loader cannot lose it
+    from_preprocessing = False
+    if args.preprocess and args.raw:
+        pre = collect_preprocessing(args)
+        record["preprocessing"] = pre
+        _write(args.out, record)
+        if not args.inputs and not pre.get("error"):
+            # Without --inputs, models are recorded on what the preprocessing produced.
+            import preprocess
+
+            args.inputs = preprocess.as_model_inputs(
+                str(pre["npz"]), os.path.join(args.ref_dir or ".", "inputs.npz")
+            )
+            from_preprocessing = True
     if args.model:
-        record["models"] = collect_models(args)
+        models = collect_models(args)
+        if from_preprocessing:
+            for model in models:
+                if not model.get("error"):
+                    model["inputs_from"] = "preprocess:" + args.preprocess
+        record["models"] = models
         _write(args.out, record)
     return 0
 

@@ -21,6 +21,22 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 JsonDict = Dict[str, Any]
 BATCH_SIZE = 256
 FREE_DIM = 16  # size given to a non-batch dimension that the signature leaves open
+# Keras layers that preprocess inside the model; one at the input removes the usual cause of train/serve skew.
+PREPROCESSING_LAYERS = frozenset(
+    [
+        "Rescaling",
+        "Normalization",
+        "Resizing",
+        "CenterCrop",
+        "TextVectorization",
+        "StringLookup",
+        "IntegerLookup",
+        "Hashing",
+        "HashedCrossing",
+        "Discretization",
+        "CategoryEncoding",
+    ]
+)
 
 
 class ModelProbeError(Exception):
@@ -70,20 +86,25 @@ def _hash_file(digest: Any, path: str) -> None:
             digest.update(block)
 
 
+def import_user_module(spec: str, name: str) -> Any:
+    """Import the user's module: a dotted name, or a .py file (loaded under `name`)."""
+    if not spec.endswith(".py"):
+        return importlib.import_module(spec)
+    module_spec = importlib.util.spec_from_file_location(name, spec)
+    if module_spec is None or module_spec.loader is None:
+        raise ImportError("cannot load " + spec)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_spec.name] = module
+    module_spec.loader.exec_module(module)
+    return module
+
+
 def load_custom_objects(spec: Optional[str]) -> Dict[str, Any]:
     """Import a module (dotted name or .py file) and return the classes and functions it defines."""
     if not spec:
         return {}
     try:
-        if spec.endswith(".py"):
-            module_spec = importlib.util.spec_from_file_location("envrepro_custom_objects", spec)
-            if module_spec is None or module_spec.loader is None:
-                raise ImportError("cannot load " + spec)
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[module_spec.name] = module
-            module_spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(spec)
+        module = import_user_module(spec, "envrepro_custom_objects")
     except Exception as exc:
         raise ModelProbeError("custom_objects", "cannot import custom objects %s: %s" % (spec, exc)) from exc
     return {
@@ -147,6 +168,7 @@ class LoadedModel:
         architecture: Any,
         weights: List[Tuple[str, Any]],
         saved_keras_version: str,
+        input_preprocessing: Optional[List[str]] = None,
     ) -> None:
         self.format = fmt
         self.inputs = inputs
@@ -155,6 +177,7 @@ class LoadedModel:
         self.architecture = architecture
         self.weights = weights
         self.saved_keras_version = saved_keras_version
+        self.input_preprocessing = input_preprocessing  # None: cannot tell (SavedModel)
 
 
 def load_model(path: str, custom_objects: Dict[str, Any], safe_mode: bool) -> LoadedModel:
@@ -201,7 +224,38 @@ def _load_keras(path: str, fmt: str, custom_objects: Dict[str, Any], safe_mode: 
         "outputs": [[spec["shape"][1:], spec["dtype"]] for spec in outputs],
     }
     weights = [(_weight_name(w), np.asarray(w.numpy())) for w in model.weights]
-    return LoadedModel(fmt, inputs, outputs, call, architecture, weights, _saved_keras_version(path, fmt))
+    return LoadedModel(
+        fmt,
+        inputs,
+        outputs,
+        call,
+        architecture,
+        weights,
+        _saved_keras_version(path, fmt),
+        input_preprocessing(model),
+    )
+
+
+def _flat_layers(model: Any) -> List[Any]:
+    layers: List[Any] = []
+    for layer in getattr(model, "layers", []):
+        if getattr(layer, "layers", None) and type(layer).__name__ not in PREPROCESSING_LAYERS:
+            layers.extend(_flat_layers(layer))  # a nested Sequential/Model, e.g. an augmentation block
+        else:
+            layers.append(layer)
+    return layers
+
+
+def input_preprocessing(model: Any) -> List[str]:
+    """Preprocessing layers at the input: those before the first layer that computes with weights."""
+    found = []
+    for layer in _flat_layers(model):
+        name = type(layer).__name__
+        if name in PREPROCESSING_LAYERS:
+            found.append(name)
+        elif getattr(layer, "weights", None):
+            break
+    return found
 
 
 def _weight_name(weight: Any) -> str:
@@ -398,6 +452,7 @@ def probe_model(
         "inputs_from": ("file:" + os.path.basename(inputs_npz)) if inputs_npz else "generated",
         "arrays_sha256": {key: array_digest(value) for key, value in sorted(payload.items())},
         "timings": {"load_s": loaded - started, "run_s": ran - loaded},
+        "input_preprocessing": model.input_preprocessing,
     }
     record.update(fingerprint(model))
     return record
