@@ -442,6 +442,31 @@ def test_the_docs_show_the_example_workflow_line_for_line() -> None:
     assert significant_lines(blocks[0]) == significant_lines(example.read_text(encoding="utf-8"))
 
 
+def test_the_readme_shows_the_example_workflow_line_for_line() -> None:
+    example = ROOT / "examples" / "tiny-model" / ".github" / "workflows" / "parity.yml"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "\n## GitHub Actions\n" in readme, "README.md has no '## GitHub Actions' section"
+    section = readme.split("\n## GitHub Actions\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert blocks, "no yaml block in README.md's GitHub Actions section"
+    assert significant_lines(blocks[0]) == significant_lines(example.read_text(encoding="utf-8"))
+    assert "docs/github-actions.md" in section and "examples/tiny-model" in section
+
+
+def test_the_example_repository_is_complete() -> None:
+    """What the example's caller workflow needs is there: the snapshot, its reference outputs, the models
+    (tests/test_workflow_replay.py runs the workflow on it)."""
+    example = ROOT / "examples" / "tiny-model"
+    snapshot = json.loads((example / "envrepro.lock.json").read_text(encoding="utf-8"))
+    models = {model["path"]: model for model in snapshot["models"]}
+    assert set(models) == {"model.keras", "model.h5"}
+    for path, model in models.items():
+        assert (example / path).is_file(), path
+        assert model["error"] is None, model["error"]
+        reference = Path(model["reference"]["file"])
+        assert not reference.is_absolute() and (example / reference).is_file(), reference
+
+
 # --- the plan step, run with bash ---------------------------------------------------------------------
 
 
