@@ -62,6 +62,8 @@ def build(
     live = None if request.render_only else engine()
     base_python = base_python_of(live, request.base_image) if live and request.base_image else None
     target = resolve(snap, target=request.target, base_image=request.base_image, base_python=base_python)
+    if live is not None:
+        target = pin_base_digest(target, live)
     for warning in target.warnings:
         log.warning("%s", warning)
     with _cleanup_if_new(request.out_dir):
@@ -106,6 +108,28 @@ def base_python_of(engine: ContainerEngine, image: str) -> str | None:
     result = engine.run(image, PYTHON_VERSION_COMMAND, network_disabled=True, timeout_s=60)
     version = result.logs.strip().splitlines()[-1] if result.exit_code == 0 and result.logs.strip() else ""
     return version or None
+
+
+def pin_base_digest(target: Target, engine: ContainerEngine) -> Target:
+    """Pin the base by digest when the engine knows the registry digest of the tag (`name:tag@sha256:...`).
+
+    An image the engine only has locally (imported, or built here) has no registry digest: it stays a tag."""
+    if "@" in target.base_image or not engine.image_exists(target.base_image):
+        return target
+    name = (
+        target.base_image.rsplit(":", 1)[0]
+        if ":" in target.base_image.rsplit("/", 1)[-1]
+        else target.base_image
+    )
+    digests = [
+        d.split("@", 1)[1]
+        for d in engine.inspect_image(target.base_image).repo_digests
+        if d.startswith(name + "@")
+    ]
+    if not digests:
+        return target
+    labels = tuple(sorted({*target.labels, ("org.opencontainers.image.base.digest", digests[0])}))
+    return replace(target, base_image=f"{target.base_image}@{digests[0]}", labels=labels)
 
 
 @contextlib.contextmanager

@@ -109,6 +109,7 @@ class ImageInfo:
     tags: tuple[str, ...]
     labels: Mapping[str, str]
     history: tuple[str, ...]  # created_by of every layer, newest first, as `docker history` shows
+    repo_digests: tuple[str, ...] = ()  # name@sha256:... where the image came from a registry
 
 
 OnEvent = Callable[[BuildEvent], None]
@@ -236,6 +237,7 @@ class DockerEngine:
             tags=tuple(sorted(data.get("RepoTags") or ())),
             labels=dict((data.get("Config") or {}).get("Labels") or {}),
             history=tuple(str(layer.get("CreatedBy", "")) for layer in history),
+            repo_digests=tuple(sorted(data.get("RepoDigests") or ())),
         )
 
     def build(
