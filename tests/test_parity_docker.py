@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import jsonschema
@@ -210,6 +214,35 @@ def test_timeout_stops_and_removes_the_container(
     assert result.exit_code == 2
     assert "within 1 s" in one_error(result)
     assert docker_engine.running_containers(RUN_LABEL) == []
+
+
+def test_ctrl_c_during_parity_removes_the_container(
+    cpu_build: object, tf_snapshot: Path, tf_models: Path, docker_engine: DockerEngine
+) -> None:
+    argv = [
+        "parity",
+        "--snapshot",
+        str(tf_snapshot),
+        "--model",
+        str(tf_models / "cnn.keras"),
+        "--image",
+        CPU_TAG,
+    ]
+    process = subprocess.Popen([sys.executable, "-m", "envrepro", *argv], stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):  # wait for the container to exist (not a time limit on the code under test)
+            if docker_engine.running_containers(RUN_LABEL):
+                break
+            time.sleep(0.1)
+        assert docker_engine.running_containers(RUN_LABEL), "the parity container never started"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate()
+        assert process.returncode == 130
+        assert "interrupted" in stderr
+        assert "Traceback" not in stderr
+        assert docker_engine.running_containers(RUN_LABEL) == []
+    finally:
+        process.kill()
 
 
 def test_diff_of_the_image_against_its_snapshot_has_nothing_that_breaks_results(
