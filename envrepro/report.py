@@ -6,6 +6,7 @@ import json
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -147,7 +148,7 @@ def parity_table(report: ParityReport) -> RenderableType:
 
 
 def _outputs_table(title: str, outputs: Sequence[OutputResult]) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for column in (
         "output",
         "shape",
@@ -159,7 +160,9 @@ def _outputs_table(title: str, outputs: Sequence[OutputResult]) -> Table:
         "argmax",
         "result",
     ):
-        table.add_column(column)
+        # names and failure reasons wrap instead of being cut (CI logs are often 80 columns wide)
+        wraps = column in ("output", "result")
+        table.add_column(column, overflow="fold", no_wrap=not wraps, min_width=len(column) if wraps else None)
     for out in outputs:
         table.add_row(
             out.name,
