@@ -148,7 +148,9 @@ def parity_table(report: ParityReport) -> RenderableType:
 
 
 def _outputs_table(title: str, outputs: Sequence[OutputResult]) -> Table:
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
+    )
     for column in (
         "output",
         "shape",
