@@ -228,8 +228,8 @@ def _compile(
         source = work / "requirements.in"
         output = work / "requirements.txt"
         source.write_text("".join(f"{normalize_name(r.name)}=={r.version}\n" for r in included))
-        command = [*_compile_command(source, output), *_index_options(index, work)]
-        env = _compile_env(index)
+        command = _compile_command(source, output)
+        env = _compile_env(index, work)
         done = runner(command, env=env, cwd=work, timeout=_COMPILE_TIMEOUT, check=False)
         if done.returncode != 0 or not output.exists():
             raise _lock_error(done.stderr or done.stdout)
@@ -260,30 +260,33 @@ def _compile_command(source: Path, output: Path) -> list[str]:
     ]
 
 
-def _index_options(index: BuildSecrets | None, work: Path) -> list[str]:
-    if index is None:
-        return []
-    options: list[str] = []
+def _index_config(index: BuildSecrets, work: Path) -> Path:
+    """A private pip.conf with the image's index: credentials reach pip through a file, never argv
+    (a command line is readable by every local user in /proc)."""
+    lines = ["[global]"]
     if index.index_url:
-        options += ["--index-url", index.index_url]
-    for url in index.extra_index_urls:
-        options += ["--extra-index-url", url]
-    for host in index.trusted_hosts:
-        options += ["--trusted-host", host]
+        lines.append(f"index-url = {index.index_url}")
+    if index.extra_index_urls:
+        lines.append("extra-index-url = " + " ".join(index.extra_index_urls))
+    if index.trusted_hosts:
+        lines.append("trusted-host = " + " ".join(index.trusted_hosts))
     if index.ca_bundle is not None:
         cert = work / "ca.pem"
         cert.write_bytes(index.ca_bundle)
-        options += ["--cert", str(cert)]
-    return options
+        lines.append(f"cert = {cert}")
+    config = work / "pip.conf"
+    config.touch(mode=0o600)
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return config
 
 
-def _compile_env(index: BuildSecrets | None) -> dict[str, str]:
+def _compile_env(index: BuildSecrets | None, work: Path) -> dict[str, str]:
     env = dict(os.environ)
     if index is not None:
         # Resolve against exactly the index the image uses: no host config files, no PIP_* index settings.
-        env["PIP_CONFIG_FILE"] = os.devnull
         for name in _PIP_ENV_TO_DROP:
             env.pop(name, None)
+        env["PIP_CONFIG_FILE"] = str(_index_config(index, work))
     return env
 
 

@@ -70,6 +70,7 @@ class FakePipCompile:
     stderr: str = ""
     inputs: list[str] = field(default_factory=list)
     envs: list[dict[str, str]] = field(default_factory=list)
+    configs: list[str] = field(default_factory=list)
     commands: list[tuple[str, ...]] = field(default_factory=list)
 
     def __call__(
@@ -84,6 +85,8 @@ class FakePipCompile:
         argv = tuple(os.fspath(part) for part in command)
         self.commands.append(argv)
         self.envs.append(dict(env or {}))
+        config = Path((env or {}).get("PIP_CONFIG_FILE", os.devnull))
+        self.configs.append(config.read_text() if config.is_file() else "")
         out = Path(argv[argv.index("--output-file") + 1])
         self.inputs.append(Path(argv[-1]).read_text())
         if self.returncode == 0:
@@ -238,12 +241,13 @@ def test_the_image_index_replaces_the_host_pip_configuration(tmp_path: Path) -> 
     )
     compute_lock(make_target(*REQS), tmp_path, index=index, runner=fake, host=HOST)
 
-    argv = fake.commands[0]
-    assert argv[argv.index("--index-url") + 1] == "https://idx.example/simple"
-    assert argv[argv.index("--extra-index-url") + 1] == "https://more.example/simple"
-    assert argv[argv.index("--trusted-host") + 1] == "idx.example"
-    assert "--cert" in argv
-    assert fake.envs[0]["PIP_CONFIG_FILE"] == os.devnull
+    # the index reaches pip-compile through a private config file, never its command line
+    assert not any("idx.example" in part for part in fake.commands[0])
+    config = fake.configs[0].splitlines()
+    assert "index-url = https://idx.example/simple" in config
+    assert "extra-index-url = https://more.example/simple" in config
+    assert "trusted-host = idx.example" in config
+    assert any(line.startswith("cert = ") for line in config)
     assert "PIP_FIND_LINKS" not in fake.envs[0]
 
 
