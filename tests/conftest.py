@@ -106,8 +106,16 @@ def docker_engine() -> Iterator[DockerEngine]:
         _require("ENVREPRO_REQUIRE_DOCKER", "a Docker engine", str(exc))
     if not engine.image_exists(BASE_IMAGE):
         _require("ENVREPRO_REQUIRE_DOCKER", f"the base image {BASE_IMAGE}", "run `bash .ci/base-image.sh`")
+    before = _default_tags(engine)
     yield engine
+    for tag in _default_tags(engine) - before:  # `envrepro:<digest>` tags the builds of this session added
+        engine.client.images.remove(tag, noprune=True)  # untag; the fixed test tags keep the layers
     engine.client.images.prune(filters={"dangling": True, "label": "io.envrepro.snapshot.digest"})
+
+
+def _default_tags(engine: DockerEngine) -> set[str]:
+    images = engine.client.images.list("envrepro")
+    return {tag for image in images for tag in image.tags if tag.startswith("envrepro:")}
 
 
 # ---------------------------------------------------------------------------------------------------------
