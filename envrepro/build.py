@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -75,8 +75,9 @@ def build(
             index=secrets,
             reuse=request.reuse_lock,
         )
-        ctx = write_context(render(target, lock), secrets, request.out_dir)
-    files = tuple(sorted(name for name, _ in render(target, lock).files))
+        rendered = render(target, lock)
+        ctx = write_context(rendered, secrets, request.out_dir)
+    files = tuple(sorted(name for name, _ in rendered.files))
     result = BuildResult(target=target, lock=lock, out_dir=request.out_dir, files=files)
     if live is None:
         return result
@@ -143,7 +144,3 @@ def _cleanup_if_new(out_dir: Path) -> Iterator[None]:
         if created and not any(out_dir.iterdir()):
             out_dir.rmdir()
         raise
-
-
-def written_files(result: BuildResult) -> Sequence[Path]:
-    return [result.out_dir / name for name in result.files]

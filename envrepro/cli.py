@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -39,9 +40,22 @@ from envrepro.report import (
 from envrepro.snapshot import Environment
 
 DEFAULT_SNAPSHOT = "envrepro.lock.json"
+F = TypeVar("F", bound=Callable[..., Any])
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
+
+
+def snapshot_option(text: str) -> Callable[[F], F]:
+    """`--snapshot FILE` (default envrepro.lock.json), as build and parity take it."""
+    return click.option(
+        "--snapshot",
+        "snapshot_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=DEFAULT_SNAPSHOT,
+        show_default=True,
+        help=text,
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -171,14 +185,7 @@ def show_cmd(path: Path) -> int:
 
 
 @cli.command("build")
-@click.option(
-    "--snapshot",
-    "snapshot_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=DEFAULT_SNAPSHOT,
-    show_default=True,
-    help="The snapshot to rebuild.",
-)
+@snapshot_option("The snapshot to rebuild.")
 @click.option(
     "--target",
     type=click.Choice(["auto", "cpu", "gpu"]),
@@ -305,13 +312,7 @@ def _print_build(result: BuildResult) -> None:
     help="The model file or SavedModel directory recorded by `snapshot --model`.",
 )
 @click.option("--image", metavar="NAME:TAG", help="Image to run in (default: the tag `envrepro build` gave).")
-@click.option(
-    "--snapshot",
-    "snapshot_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=DEFAULT_SNAPSHOT,
-    show_default=True,
-)
+@snapshot_option("The snapshot that holds the model's reference outputs.")
 @click.option("--atol", type=float, help="Absolute tolerance for every output (default: by dtype).")
 @click.option("--rtol", type=float, help="Relative tolerance for every output (default: by dtype).")
 @click.option(

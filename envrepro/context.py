@@ -46,7 +46,7 @@ class BuildContext:
     files: tuple[str, ...]  # every member of the tar (files only), sorted
     on_disk: tuple[str, ...]  # the members also written to out_dir
     digest: str  # sha256 of the tar bytes
-    members: tuple[tuple[str, bytes], ...] = field(repr=False)  # may hold credentials: never logged
+    tar: bytes = field(repr=False)  # the archive the engine receives; may hold credentials: never logged
 
 
 def write_context(rendered: Rendered, secrets: BuildSecrets, out_dir: Path) -> BuildContext:
@@ -69,13 +69,13 @@ def write_context(rendered: Rendered, secrets: BuildSecrets, out_dir: Path) -> B
         files=tuple(name for name, _ in members),
         on_disk=on_disk,
         digest=hashlib.sha256(tar).hexdigest(),
-        members=members,
+        tar=tar,
     )
 
 
 def context_tar(ctx: BuildContext) -> bytes:
     """The build context as an uncompressed, deterministic tar archive."""
-    return _tar_bytes(ctx.members)
+    return ctx.tar
 
 
 def pip_config_files(secrets: BuildSecrets) -> tuple[tuple[str, bytes], ...]:

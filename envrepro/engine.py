@@ -189,6 +189,12 @@ class BuildStream:
         if self.on_event:
             self.on_event(BuildEvent(step, total, instruction, cached))
 
+    def finish(self) -> str:
+        """The built image's ID, or the build's failure raised."""
+        if self.error or not self.image_id:
+            raise self.failure()
+        return self.image_id
+
     def failure(self) -> BuildFailedError:
         tail = [line for line in self.tail if not line.startswith(" ---> Running in")]
         if self.error and (not tail or self.error not in tail[-1]):
@@ -262,8 +268,7 @@ class DockerEngine:
                 _close(messages)  # on Ctrl-C this drops the connection, which cancels the build
         except APIError as exc:
             raise EngineError(f"build {tag}", _short(exc)) from exc
-        if stream.error or not stream.image_id:
-            raise stream.failure()
+        stream.finish()
         info = self.inspect_image(tag)
         return BuiltImage(image_id=info.image_id, size_bytes=info.size_bytes, tags=info.tags)
 
@@ -422,10 +427,9 @@ class FakeEngine:
         stream = BuildStream(on_event)
         for message in messages:
             stream.feed(message)
-        if stream.error or not stream.image_id:
-            raise stream.failure()
+        image_id = stream.finish()
         labels = dict(re.findall(r'^LABEL ([\w.\-]+)="([^"]*)"', dockerfile, flags=re.MULTILINE))
-        info = ImageInfo(stream.image_id, 1000 * len(context_tar), (tag,), labels, ())
+        info = ImageInfo(image_id, 1000 * len(context_tar), (tag,), labels, ())
         self.images[tag] = info
         return BuiltImage(info.image_id, info.size_bytes, info.tags)
 

@@ -36,9 +36,11 @@ from pathlib import Path
 from typing import Protocol
 
 from envrepro import proc
+from envrepro.data import version_tuple
 from envrepro.errors import InputFileError, LockEnvironmentError, LockError, NotReproducibleError
 from envrepro.fsutil import write_atomic
 from envrepro.probe.redact import redact_text
+from envrepro.snapshot import normalize_name
 from envrepro.target import BuildSecrets, Lock, LockedRequirement, Requirement, Target
 
 log = logging.getLogger(__name__)
@@ -90,11 +92,6 @@ class HostEnvironment:
     @classmethod
     def current(cls) -> HostEnvironment:
         return cls((sys.version_info.major, sys.version_info.minor), sys.platform, platform.machine())
-
-
-def normalize_name(name: str) -> str:
-    """PEP 503 normalised project name."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def compute_lock(
@@ -196,7 +193,7 @@ def read_lock(path: Path, digest: str, excluded: tuple[tuple[str, str], ...]) ->
 
 def check_lock_environment(target: Target, host: HostEnvironment) -> None:
     """Raise LockEnvironmentError unless pip-compile here resolves as it would in the image."""
-    want_python = tuple(int(part) for part in target.python_version.split(".")[:2])
+    want_python = version_tuple(target.python_version)
     want_os, _, want_arch = target.platform.partition("/")
     host_arch = _ARCH.get(host.machine.lower(), host.machine.lower())
     wanted = f"Python {target.python_version} on {target.platform}"

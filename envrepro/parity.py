@@ -12,7 +12,7 @@ import logging
 import math
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +20,7 @@ import numpy as np
 
 from envrepro import introspect, snapshot
 from envrepro.compare import OutputComparison, Tolerance, compare_output, default_tolerance
-from envrepro.data import numerics_env_names
+from envrepro.data import difference_kinds, numerics_env_names
 from envrepro.diff import Difference, diff
 from envrepro.engine import ContainerEngine, Mount
 from envrepro.errors import (
@@ -38,6 +38,7 @@ from envrepro.parity_model import (
     Stage,
 )
 from envrepro.probe.modelprobe import array_digest
+from envrepro.render import UID
 from envrepro.snapshot import Environment, ModelRecord, PreprocessRecord, Snapshot
 from envrepro.target import default_image_tag
 
@@ -50,7 +51,7 @@ CUSTOM_MOUNT = "/envrepro/custom"
 PREPROCESS_MOUNT = "/envrepro/preprocess"
 RAW_MOUNT = "/envrepro/ref/preprocess.npz"
 OUT_MOUNT = "/envrepro/out"
-CONTAINER_USER = "10001:10001"
+CONTAINER_USER = f"{UID}:{UID}"  # the non-root user the rendered images create
 
 
 @dataclass(frozen=True)
@@ -367,9 +368,8 @@ def _typed(raw: Mapping[str, Any]) -> tuple[Environment, ModelRecord]:
     if failure:
         detail = f"{failure['detail']} (inside the image)"
         raise ModelError([ModelProblem(models[0]["path"], failure["kind"], detail)])
-    snap = introspect.to_snapshot({"environment": raw["environment"], "models": []}, {})
-    model = introspect.to_snapshot({"environment": raw["environment"], "models": models}, {}).models[0]
-    return snap.environment, model
+    snap = introspect.to_snapshot({"environment": raw["environment"], "models": models[:1]}, {})
+    return snap.environment, snap.models[0]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -581,7 +581,7 @@ def likely_causes(
                 evidence="weights sha256 " + _short(by_what["weights"]),
             )
         )
-    moved = any(c.max_abs_error not in (0.0,) or c.mismatched_elements for c in comparisons)
+    moved = any(c.max_abs_error != 0.0 or c.mismatched_elements for c in comparisons)
     if moved:
         for d in differences:
             if d.group in ("breaks", "may"):
@@ -595,24 +595,8 @@ def _short(check: FingerprintCheck) -> str:
     return f"{check.reference[:12]} recorded, {check.candidate[:12]} now"
 
 
-_CAUSE_TEXT = {
-    "keras_major": "the Keras major version changed",
-    "keras_module": "tf.keras resolves to another Keras",
-    "tensorflow": "the TensorFlow version changed",
-    "numpy_major": "NumPy 1 vs 2",
-    "cuda": "CUDA changed",
-    "cudnn": "cuDNN changed",
-    "onednn": "oneDNN optimisations differ",
-    "xla": "XLA/JIT settings differ",
-    "tf32": "TF32 setting differs",
-    "determinism": "determinism settings differ",
-    "python_minor": "the Python minor version changed",
-    "cpu_flags": "the CPU's vector instructions differ",
-}
-
-
 def _cause_text(d: Difference) -> str:
-    return _CAUSE_TEXT.get(d.kind, f"{d.field} differs")
+    return difference_kinds()[d.kind].get("cause") or f"{d.field} differs"
 
 
 def _summary(
@@ -654,31 +638,16 @@ def _finite(value: float) -> float | None:
 
 
 def _output_result(c: OutputComparison) -> OutputResult:
-    return OutputResult(
-        name=c.name,
-        passed=c.passed,
-        reason=c.reason,
-        reference_shape=c.reference_shape,
-        candidate_shape=c.candidate_shape,
-        reference_dtype=c.reference_dtype,
-        candidate_dtype=c.candidate_dtype,
-        atol=c.atol,
-        rtol=c.rtol,
-        max_abs_error=_finite(c.max_abs_error),
-        mean_abs_error=_finite(c.mean_abs_error),
-        max_rel_error=_finite(c.max_rel_error),
-        rel_error_floor=c.rel_error_floor,
-        min_passing_atol=_finite(c.min_passing_atol),
-        max_ulp=None if c.max_ulp < 0 else c.max_ulp,
-        mismatched_elements=c.mismatched_elements,
-        elements=c.elements,
-        reference_nan=c.reference_nan,
-        candidate_nan=c.candidate_nan,
-        reference_inf=c.reference_inf,
-        candidate_inf=c.candidate_inf,
-        argmax_agreement=c.argmax_agreement,
-        topk_agreement=c.topk_agreement,
-        top_k=c.top_k,
+    """The same fields; infinities and NaN (and the -1 of 'no ULP distance') become null in JSON."""
+    return OutputResult.model_validate(
+        {
+            **asdict(c),
+            "max_abs_error": _finite(c.max_abs_error),
+            "mean_abs_error": _finite(c.mean_abs_error),
+            "max_rel_error": _finite(c.max_rel_error),
+            "min_passing_atol": _finite(c.min_passing_atol),
+            "max_ulp": None if c.max_ulp < 0 else c.max_ulp,
+        }
     )
 
 

@@ -20,6 +20,7 @@ def numerics_env_names() -> tuple[str, ...]:
     return tuple(sorted(entry["name"] for entry in load_json("numerics_env.json")["variables"]))
 
 
+@cache
 def difference_kinds() -> dict[str, dict[str, str]]:
     """Why each kind of environment difference matters, keyed by kind, in likelihood order."""
     return {entry["key"]: entry for entry in load_json("differences.json")["kinds"]}
