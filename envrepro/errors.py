@@ -238,3 +238,20 @@ class TemplateNotFoundError(EnvreproError):
         )
         self.name = name
         self.searched = tuple(searched)
+
+
+class UnsafeValueError(EnvreproError):
+    """A value about to be written into a Dockerfile or a requirements file does not have its grammar.
+
+    The snapshot is validated on load, so this is the second wall: a value that reaches it anyway (a Target
+    built by other code, a customised template) is refused rather than written.
+    """
+
+    def __init__(self, what: str, value: str, rule: str) -> None:
+        super().__init__(
+            f"refusing to write {value} as {what}: {rule}",
+            hint="the snapshot or option it came from is not valid: re-create it with `envrepro snapshot`",
+        )
+        self.what = what
+        self.value = value
+        self.rule = rule

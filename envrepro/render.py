@@ -5,7 +5,11 @@ as envrepro/templates. `templates_dir()` finds the installed copy first, then th
 
 The jinja2 Environment uses StrictUndefined (a misspelt or missing variable is an error, never an empty
 string) and autoescape off: the output is a Dockerfile, not HTML, so HTML escaping would corrupt `&&` and
-quotes. Values that land inside Dockerfile strings go through the `dockerfile_quote` filter instead.
+quotes. Instead every `{{ value }}` passes `grammar.dockerfile_finalize`: text is escaped by the one
+escaping function (`grammar.dockerfile_escape`: printable ASCII, no line break can survive), unless a filter
+already made it safe — `dockerfile_quote` (a JSON-form double-quoted string, for ENV and LABEL),
+`dockerfile_key` (an ENV name), `dockerfile_image` (a FROM reference), `dockerfile_word` (an unquoted word);
+those refuse (UnsafeValueError) what they cannot make safe.
 """
 
 from __future__ import annotations
@@ -17,6 +21,13 @@ from typing import Any
 import jinja2
 
 from envrepro.errors import TemplateNotFoundError
+from envrepro.grammar import (
+    dockerfile_finalize,
+    dockerfile_image,
+    dockerfile_key,
+    dockerfile_quote,
+    dockerfile_word,
+)
 from envrepro.target import Lock, Rendered, Target
 
 DOCKERFILE_TEMPLATE = "Dockerfile.j2"
@@ -67,19 +78,19 @@ def template_context(target: Target) -> dict[str, Any]:
     }
 
 
-def dockerfile_quote(value: str) -> str:
-    """A double-quoted Dockerfile word: backslash, quote and `$` escaped so the value is taken literally."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
-    return f'"{escaped}"'
-
-
 @cache
 def _environment(directory: Path) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(directory),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
-        autoescape=False,  # noqa: S701 - a Dockerfile, not HTML; quoting is dockerfile_quote's job
+        autoescape=False,  # noqa: S701 - a Dockerfile, not HTML; escaping is dockerfile_finalize's job
+        finalize=dockerfile_finalize,
     )
-    env.filters["dockerfile_quote"] = dockerfile_quote
+    env.filters.update(
+        dockerfile_quote=dockerfile_quote,
+        dockerfile_key=dockerfile_key,
+        dockerfile_image=dockerfile_image,
+        dockerfile_word=dockerfile_word,
+    )
     return env

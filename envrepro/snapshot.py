@@ -12,9 +12,35 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from envrepro import grammar
 from envrepro.errors import InputFileError, SnapshotFormatError
+from envrepro.grammar import (
+    ComputeCapability,
+    Count,
+    DistName,
+    DottedVersion,
+    EnvName,
+    EnvValue,
+    HostPath,
+    Identifier,
+    LongText,
+    OptionalPep440,
+    OptionalRelativePath,
+    OptionalSha256,
+    Pep440,
+    PythonVersion,
+    RelativePath,
+    Sha256,
+    StrictBool,
+    StrictInt,
+    Text,
+    Timestamp,
+    Token,
+    Url,
+    dotted_version,
+)
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -24,15 +50,15 @@ class Frozen(BaseModel):
 
 
 class PythonInfo(Frozen):
-    version: str
-    implementation: str
-    abi_tag: str
-    soabi: str
-    interpreter_tag: str
-    executable: str
-    prefix: str
-    is_virtualenv: bool
-    platform_tags: tuple[str, ...]
+    version: PythonVersion
+    implementation: Token
+    abi_tag: Token
+    soabi: Token
+    interpreter_tag: Token
+    executable: HostPath
+    prefix: HostPath
+    is_virtualenv: StrictBool
+    platform_tags: tuple[Token, ...]
 
     @property
     def minor(self) -> str:
@@ -40,35 +66,35 @@ class PythonInfo(Frozen):
 
 
 class Distro(Frozen):
-    id: str
-    version_id: str
-    pretty_name: str
+    id: Token
+    version_id: Token
+    pretty_name: Text
 
 
 class Libc(Frozen):
-    name: str
-    version: str
+    name: Token
+    version: Token
 
 
 class Container(Frozen):
-    detected: bool
-    evidence: tuple[str, ...]
+    detected: StrictBool
+    evidence: tuple[HostPath, ...]
 
 
 class OsInfo(Frozen):
-    system: str
+    system: Token
     distribution: Distro
     libc: Libc
-    kernel: str
-    machine: str
+    kernel: Token
+    machine: Token
     container: Container
 
 
 class CpuInfo(Frozen):
-    model: str
-    vendor: str
-    logical_cpus: int
-    flags: tuple[str, ...]
+    model: Text
+    vendor: Text
+    logical_cpus: Count
+    flags: tuple[Token, ...]
 
 
 OriginKind = Literal["index", "editable", "local", "vcs", "url", "unknown"]
@@ -76,18 +102,18 @@ OriginKind = Literal["index", "editable", "local", "vcs", "url", "unknown"]
 
 class Origin(Frozen):
     kind: OriginKind
-    url: str
-    detail: str
+    url: Url
+    detail: Text
 
 
 class Distribution(Frozen):
-    name: str
-    version: str
-    installer: str
-    requested: bool
+    name: DistName
+    version: Pep440
+    installer: Token
+    requested: StrictBool
     origin: Origin
-    reproducible: bool
-    reason: str = ""
+    reproducible: StrictBool
+    reason: Text = ""
 
     @property
     def key(self) -> str:
@@ -99,41 +125,49 @@ class Distribution(Frozen):
 
 
 class Device(Frozen):
-    name: str
-    type: str
-    compute_capability: str | None = None
-    device_name: str = ""
+    name: Text
+    type: Token
+    compute_capability: ComputeCapability | None = None
+    device_name: Text = ""
 
 
 class TensorFlowInfo(Frozen):
-    version: str = ""
-    git_version: str = ""
-    keras_version: str = ""
-    keras_module: str = ""
-    keras_major: int | None = None
-    build_info: dict[str, str] = {}
-    built_with_cuda: bool = False
+    version: OptionalPep440 = ""
+    git_version: Token = ""
+    keras_version: OptionalPep440 = ""
+    keras_module: Token = ""
+    keras_major: StrictInt | None = None
+    build_info: dict[Identifier, Text] = {}
+    built_with_cuda: StrictBool = False
     devices: tuple[Device, ...] = ()
-    onednn_enabled: bool | None = None
-    import_error: str = ""
+    onednn_enabled: StrictBool | None = None
+    import_error: LongText = ""
+
+    @field_validator("build_info")
+    @classmethod
+    def _cuda_versions_are_versions(cls, build_info: dict[str, str]) -> dict[str, str]:
+        for key in ("cuda_version", "cudnn_version"):
+            if build_info.get(key):
+                dotted_version(build_info[key])
+        return build_info
 
 
 class Sourced(Frozen):
-    value: str
-    source: str
+    value: DottedVersion
+    source: Text
 
 
 class Gpu(Frozen):
-    index: int
-    name: str
-    compute_capability: str | None
-    source: str
+    index: Count
+    name: Text
+    compute_capability: ComputeCapability | None
+    source: Text
 
 
 class Observation(Frozen):
-    field: str
-    value: str
-    source: str
+    field: Token
+    value: Text
+    source: Text
 
 
 class GpuInfo(Frozen):
@@ -149,7 +183,7 @@ class Environment(Frozen):
     os: OsInfo
     cpu: CpuInfo
     distributions: tuple[Distribution, ...]
-    env: dict[str, str]
+    env: dict[EnvName, EnvValue]
     tensorflow: TensorFlowInfo | None
     gpu: GpuInfo
 
@@ -159,47 +193,47 @@ class Environment(Frozen):
 
 
 class TensorSpec(Frozen):
-    name: str
-    shape: tuple[int | None, ...]
-    dtype: str
+    name: Text
+    shape: tuple[Count | None, ...]
+    dtype: Token
 
 
 class WeightRecord(Frozen):
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    sha256: str
+    name: Text
+    shape: tuple[Count, ...]
+    dtype: Token
+    sha256: Sha256
 
 
 class Reference(Frozen):
     """Reference inputs and outputs: arrays `input.N` / `output.N` in an .npz next to the snapshot."""
 
-    file: str
-    arrays_sha256: dict[str, str]
-    samples: int
-    seed: int | None
-    inputs_from: str
+    file: RelativePath
+    arrays_sha256: dict[Token, Sha256]
+    samples: Count
+    seed: StrictInt | None
+    inputs_from: Text
 
 
 class ModelFailure(Frozen):
-    kind: str
-    detail: str
+    kind: Token
+    detail: LongText
 
 
 class ModelRecord(Frozen):
-    path: str
+    path: HostPath
     format: Literal["h5", "keras", "savedmodel"] | None = None
-    file_sha256: str = ""
-    saved_keras_version: str = ""
-    architecture_sha256: str = ""
-    weights_sha256: str = ""
+    file_sha256: OptionalSha256 = ""
+    saved_keras_version: Token = ""
+    architecture_sha256: OptionalSha256 = ""
+    weights_sha256: OptionalSha256 = ""
     weights: tuple[WeightRecord, ...] = ()
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
     reference: Reference | None = None
     error: ModelFailure | None = None
     # Keras preprocessing layers at the model's input (Rescaling, Normalization, ...); None: not recorded.
-    input_preprocessing: tuple[str, ...] | None = None
+    input_preprocessing: tuple[Token, ...] | None = None
 
 
 class PreprocessRecord(Frozen):
@@ -208,13 +242,13 @@ class PreprocessRecord(Frozen):
     Its reference file holds `raw.N` (the raw samples) and `preprocessed.N` (what the function returned).
     """
 
-    function: str
-    source_sha256: str = ""
-    raw_from: str = ""
-    samples: int = 0
+    function: Text
+    source_sha256: OptionalSha256 = ""
+    raw_from: Text = ""
+    samples: Count = 0
     outputs: tuple[TensorSpec, ...] = ()
-    file: str = ""
-    arrays_sha256: dict[str, str] = {}
+    file: OptionalRelativePath = ""
+    arrays_sha256: dict[Token, Sha256] = {}
     error: ModelFailure | None = None
 
 
@@ -226,8 +260,8 @@ _LATER_MODEL_FIELDS = ("input_preprocessing",)
 
 class Snapshot(Frozen):
     schema_version: Literal[1] = SCHEMA_VERSION
-    envrepro_version: str
-    created_at: str
+    envrepro_version: Pep440
+    created_at: Timestamp
     environment: Environment
     models: tuple[ModelRecord, ...] = ()
     preprocessing: PreprocessRecord | None = None
@@ -260,30 +294,73 @@ def normalize_name(name: str) -> str:
     return "-".join(part for part in name.lower().replace("_", "-").replace(".", "-").split("-") if part)
 
 
+MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024  # real snapshots are tens of kilobytes
+
+
 def load(path: Path) -> Snapshot:
     """Read and validate a snapshot file, with one clear error for every way it can be wrong."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_SNAPSHOT_BYTES + 1)
     except FileNotFoundError as exc:
         raise InputFileError(path, "no such snapshot", hint="run `envrepro snapshot` first") from exc
     except OSError as exc:
         raise InputFileError(path, exc.strerror or str(exc)) from exc
-    return parse(text, path)
+    return parse(data, path)
 
 
-def parse(text: str, path: Path) -> Snapshot:
+def parse(data: str | bytes, path: Path) -> Snapshot:
+    """The Snapshot in `data`; SnapshotFormatError names the first field (a JSON pointer) and its rule."""
+    document = _document(data, path)
+    version = document.get("schema_version")
+    if type(version) is not int or version != SCHEMA_VERSION:
+        shown_version = grammar.shown(str(version)) if isinstance(version, str) else repr(version)[:40]
+        raise SnapshotFormatError(
+            path, f"schema_version {shown_version}, this envrepro reads {SCHEMA_VERSION}"
+        )
     try:
-        data: Any = json.loads(text)
-    except ValueError as exc:
-        raise SnapshotFormatError(path, f"not JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise SnapshotFormatError(path, "not a JSON object")
-    version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise SnapshotFormatError(path, f"schema_version {version!r}, this envrepro reads {SCHEMA_VERSION}")
-    try:
-        return Snapshot.model_validate(data)
+        return Snapshot.model_validate(document)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise SnapshotFormatError(path, f"{where}: {first['msg']}") from exc
+        first = exc.errors(include_url=False, include_input=False)[0]
+        raise SnapshotFormatError(path, f"{json_pointer(first['loc'])}: {_rule(first['msg'])}") from exc
+
+
+def _document(data: str | bytes, path: Path) -> dict[str, Any]:
+    if len(data) > MAX_SNAPSHOT_BYTES:
+        raise SnapshotFormatError(path, f"larger than {MAX_SNAPSHOT_BYTES // 2**20} MiB")
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SnapshotFormatError(path, f"not UTF-8 text (byte {exc.start})") from None
+    try:
+        document: Any = json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise SnapshotFormatError(path, f"not JSON ({grammar.shown(str(exc), 120)})") from None
+    if not isinstance(document, dict):
+        raise SnapshotFormatError(path, "not a JSON object")
+    return document
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        duplicate = next(key for key in keys if keys.count(key) > 1)
+        raise ValueError(f"duplicate key {grammar.shown(duplicate)}")
+    return dict(pairs)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def json_pointer(loc: tuple[int | str, ...]) -> str:
+    """RFC 6901 pointer of a pydantic error location, each token escaped to printable ASCII."""
+    tokens = [str(part) for part in loc if part != "[key]"]
+    escaped = (grammar.one_line(t.replace("~", "~0").replace("/", "~1")) for t in tokens)
+    pointer = "".join("/" + token for token in escaped) or "/"
+    return pointer if len(pointer) <= 200 else pointer[:197] + "..."
+
+
+def _rule(message: str) -> str:
+    return grammar.one_line(message.removeprefix("Value error, "))
