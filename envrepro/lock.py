@@ -21,7 +21,6 @@ lock text carries only `name==version` lines and hashes: no index URL, no local 
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import logging
@@ -37,21 +36,33 @@ from typing import Protocol
 
 from envrepro import proc
 from envrepro.data import version_tuple
-from envrepro.errors import InputFileError, LockEnvironmentError, LockError, NotReproducibleError
+from envrepro.errors import LockEnvironmentError, LockError, NotReproducibleError
 from envrepro.fsutil import write_atomic
+from envrepro.grammar import requirement_line
+from envrepro.lock_io import parse_lock_text, read_lock, render_lock_text, requirements_in
+from envrepro.pipconfig import host_build_secrets, index_config, parse_pip_config_list
 from envrepro.probe.redact import redact_text
 from envrepro.snapshot import normalize_name
 from envrepro.target import BuildSecrets, Lock, LockedRequirement, Requirement, Target
 
+__all__ = [
+    "LOCK_FILE",
+    "HostEnvironment",
+    "check_lock_environment",
+    "compute_lock",
+    "host_build_secrets",
+    "lock_input_digest",
+    "parse_lock_text",
+    "parse_pip_config_list",
+    "partition_requirements",
+]
+
 log = logging.getLogger(__name__)
 
 LOCK_FILE = "requirements.lock.txt"
-DIGEST_PREFIX = "# envrepro-lock-input: "
 _LOCK_FORMAT = "envrepro-lock/1"
 _COMPILE_TIMEOUT = 900.0
 
-_PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[^\s;\\]+)")
-_HASH = re.compile(r"--hash[= ](?P<hash>[a-z0-9]+:[0-9a-fA-F]+)")
 _FAILED_REQUIREMENT = re.compile(
     r"(?:No matching distribution found for|satisfies the requirement)\s+(?P<req>[^\s;(]+)"
 )
@@ -167,28 +178,11 @@ def lock_input_digest(
         "python": target.python_version,
         "platform": target.platform,
         "pip_platforms": sorted(target.pip_platforms),
-        "requirements": sorted(f"{normalize_name(r.name)}=={r.version}" for r in included),
+        "requirements": sorted(requirement_line(r.name, r.version) for r in included),
         "excluded": sorted([name, why] for name, why in excluded),
     }
     payload = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def read_lock(path: Path, digest: str, excluded: tuple[tuple[str, str], ...]) -> Lock | None:
-    """The lock at `path` if it was computed from inputs with `digest`, else None."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-    first = text.split("\n", 1)[0]
-    if first != DIGEST_PREFIX + digest:
-        return None
-    try:
-        locked = parse_lock_text(text)
-    except LockError as exc:
-        log.warning("%s does not parse (%s): computing it again", path, exc)
-        return None
-    return Lock(text=text, requirements=locked, excluded=excluded, input_digest=digest)
 
 
 def check_lock_environment(target: Target, host: HostEnvironment) -> None:
@@ -224,7 +218,7 @@ def _compile(
         work = Path(tmp)
         source = work / "requirements.in"
         output = work / "requirements.txt"
-        source.write_text("".join(f"{normalize_name(r.name)}=={r.version}\n" for r in included))
+        source.write_text(requirements_in(included), encoding="utf-8")
         command = _compile_command(source, output)
         env = _compile_env(index, work)
         done = runner(command, env=env, cwd=work, timeout=_COMPILE_TIMEOUT, check=False)
@@ -257,33 +251,13 @@ def _compile_command(source: Path, output: Path) -> list[str]:
     ]
 
 
-def _index_config(index: BuildSecrets, work: Path) -> Path:
-    """A private pip.conf with the image's index: credentials reach pip through a file, never argv
-    (a command line is readable by every local user in /proc)."""
-    lines = ["[global]"]
-    if index.index_url:
-        lines.append(f"index-url = {index.index_url}")
-    if index.extra_index_urls:
-        lines.append("extra-index-url = " + " ".join(index.extra_index_urls))
-    if index.trusted_hosts:
-        lines.append("trusted-host = " + " ".join(index.trusted_hosts))
-    if index.ca_bundle is not None:
-        cert = work / "ca.pem"
-        cert.write_bytes(index.ca_bundle)
-        lines.append(f"cert = {cert}")
-    config = work / "pip.conf"
-    config.touch(mode=0o600)
-    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return config
-
-
 def _compile_env(index: BuildSecrets | None, work: Path) -> dict[str, str]:
     env = dict(os.environ)
     if index is not None:
         # Resolve against exactly the index the image uses: no host config files, no PIP_* index settings.
         for name in _PIP_ENV_TO_DROP:
             env.pop(name, None)
-        env["PIP_CONFIG_FILE"] = str(_index_config(index, work))
+        env["PIP_CONFIG_FILE"] = str(index_config(index, work))
     return env
 
 
@@ -301,64 +275,6 @@ def _shorten(line: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def parse_lock_text(text: str) -> tuple[LockedRequirement, ...]:
-    """LockedRequirement per `name==version --hash=...` entry of a pip-compile (or envrepro) lock file."""
-    locked: dict[str, LockedRequirement] = {}
-    for entry in _logical_lines(text):
-        if entry.startswith("-") and not entry.startswith(("-e", "--editable")):
-            continue  # options (index URLs, find-links): never carried into the lock
-        match = _PIN.match(entry)
-        if match is None:
-            raise LockError(
-                redact_text(entry.split()[0]), f"not an exact pin from an index: {redact_text(entry)[:200]}"
-            )
-        name = normalize_name(match.group("name"))
-        hashes = tuple(sorted(set(_HASH.findall(entry))))
-        if not hashes:
-            raise LockError(f"{name}=={match.group('version')}", "the index reported no file hashes")
-        locked[name] = LockedRequirement(name, match.group("version"), hashes)
-    return tuple(locked[name] for name in sorted(locked))
-
-
-def _logical_lines(text: str) -> list[str]:
-    entries: list[str] = []
-    current = ""
-    for raw in text.splitlines():
-        line = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
-        if line.endswith("\\"):
-            current += line[:-1] + " "
-            continue
-        current += line
-        if current.strip():
-            entries.append(current.strip())
-        current = ""
-    if current.strip():
-        entries.append(current.strip())
-    return entries
-
-
-def render_lock_text(
-    digest: str,
-    target: Target,
-    locked: Sequence[LockedRequirement],
-    excluded: Sequence[tuple[str, str]],
-) -> str:
-    """Deterministic lock file: the digest line, a short header, then sorted pins with sorted hashes."""
-    lines = [
-        DIGEST_PREFIX + digest,
-        f"# Pinned and hashed by envrepro (pip-tools) for Python {target.python_version} on "
-        f"{target.platform}. Do not edit: `envrepro build` rewrites it when its inputs change.",
-    ]
-    if excluded:
-        names = ", ".join(sorted({name for name, _ in excluded}))
-        lines.append(f"# Not in this lock (left out, see `envrepro build` output): {names}")
-    for req in locked:
-        lines.append(f"{req.name}=={req.version} \\")
-        lines += [f"    --hash={value} \\" for value in req.hashes[:-1]]
-        lines.append(f"    --hash={req.hashes[-1]}")
-    return "\n".join(lines) + "\n"
-
-
 def _warn_pinned_exclusions(locked: Sequence[LockedRequirement], excluded: Sequence[tuple[str, str]]) -> None:
     out = {name for name, _ in excluded}
     for req in locked:
@@ -369,80 +285,3 @@ def _warn_pinned_exclusions(locked: Sequence[LockedRequirement], excluded: Seque
                 req.name,
                 req.version,
             )
-
-
-# --- the host's pip configuration, forwarded to the image's builder stage -------------------------------
-
-
-def host_build_secrets(env: Mapping[str, str] = os.environ) -> BuildSecrets:
-    """Index URLs, trusted hosts and CA bundle from the host's pip configuration (files and PIP_* variables).
-
-    Local sources (file:// indexes, find-links directories) do not exist inside a container: dropped.
-    """
-    config = _pip_config(env)
-    overrides = {
-        "index-url": env.get("PIP_INDEX_URL"),
-        "extra-index-url": env.get("PIP_EXTRA_INDEX_URL"),
-        "trusted-host": env.get("PIP_TRUSTED_HOST"),
-        "cert": env.get("PIP_CERT"),
-        "find-links": env.get("PIP_FIND_LINKS"),
-    }
-    config.update({key: value for key, value in overrides.items() if value})
-    index_urls = _remote_urls(config.get("index-url", "").split()[:1], "index-url")
-    if config.get("find-links"):
-        log.info("pip find-links (%s) not forwarded to the image: local to this host", config["find-links"])
-    return BuildSecrets(
-        index_url=index_urls[0] if index_urls else None,
-        extra_index_urls=_remote_urls(config.get("extra-index-url", "").split(), "extra-index-url"),
-        ca_bundle=_read_cert(config["cert"]) if config.get("cert") else None,
-        trusted_hosts=tuple(config.get("trusted-host", "").split()),
-    )
-
-
-def _pip_config(env: Mapping[str, str]) -> dict[str, str]:
-    """pip's merged configuration (`pip config list`): `:env:` over `install` over `global`."""
-    done = proc.run([sys.executable, "-m", "pip", "config", "list"], env=env, timeout=60, check=False)
-    if done.returncode != 0:
-        log.warning("`pip config list` failed; using PIP_* variables only: %s", redact_text(done.stderr))
-        return {}
-    return parse_pip_config_list(done.stdout)
-
-
-def parse_pip_config_list(output: str) -> dict[str, str]:
-    """Option name -> value from `pip config list` lines such as `global.index-url='https://...'`."""
-    by_section: dict[str, dict[str, str]] = {}
-    for line in output.splitlines():
-        key, sep, raw = line.partition("=")
-        section, dot, name = key.strip().rpartition(".")
-        if not sep or not dot:
-            continue
-        try:
-            value = ast.literal_eval(raw.strip())
-        except (ValueError, SyntaxError):
-            value = raw.strip()
-        by_section.setdefault(section, {})[name.replace("_", "-")] = str(value)
-    merged: dict[str, str] = {}
-    for section in ("global", "install", ":env:"):
-        merged.update(by_section.get(section, {}))
-    return merged
-
-
-def _remote_urls(urls: Sequence[str], option: str) -> tuple[str, ...]:
-    kept: list[str] = []
-    for url in urls:
-        if re.match(r"^https?://", url):
-            kept.append(url)
-        else:
-            log.info("pip %s %s not forwarded to the image: local to this host", option, redact_text(url))
-    return tuple(kept)
-
-
-def _read_cert(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise InputFileError(
-            Path(path),
-            f"pip's CA bundle cannot be read ({exc.strerror})",
-            hint="fix PIP_CERT or the `cert` setting of your pip configuration",
-        ) from exc

@@ -1,6 +1,6 @@
 """Resolve: decide from a snapshot what image to build (CPU or GPU, base, Python, platform) and say why.
 
-Rules (DESIGN.md "Base images"; facts in envrepro/data with their sources):
+Rules (README "envrepro build"; the facts are in envrepro/data with their sources; bases in bases.py):
 
 - auto picks GPU when the snapshot's TensorFlow is a CUDA build or nvidia-* wheels are installed, else CPU.
 - CPU: `python:<exact x.y.z>-slim-bookworm`. GPU, TF >= 2.14: the same slim base, CUDA/cuDNN from the
@@ -18,16 +18,11 @@ except the host-specific ones in `HOST_SPECIFIC_ENV`, which belong to the machin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
+from envrepro.bases import choose_base, minor_text
 from envrepro.data import TfBuild, load_json, numerics_env_names, tf_build, tf_build_matrix, version_tuple
-from envrepro.errors import (
-    BasePythonMismatchError,
-    RetiredBaseError,
-    UnsupportedPlatformError,
-    UnsupportedPythonError,
-)
+from envrepro.errors import UnsupportedPlatformError, UnsupportedPythonError
 from envrepro.snapshot import Distribution, Environment, Snapshot
 from envrepro.target import Requirement, Target, TargetKind, Variant
 
@@ -44,15 +39,6 @@ PIP_DROPPED = "the image's venv brings its own installer"
 FIRST_WHEELS_GPU = (2, 14)  # tensorflow[and-cuda]: CUDA/cuDNN as nvidia-* wheels from this release on
 
 
-@dataclass(frozen=True)
-class _Base:
-    image: str
-    python_version: str
-    glibc: str
-    why: str
-    warnings: tuple[str, ...] = ()
-
-
 def resolve(
     snap: Snapshot,
     *,
@@ -65,54 +51,49 @@ def resolve(
     env = snap.environment
     arch = _arch(platform)
     tf_version = tensorflow_version(env)
-    build = tf_build(tf_version) if tf_version else None
+    tf_warnings = _check_tensorflow(tf_version, env.python.version)
     kind, kind_why = choose_kind(env, target)
     variant = _variant(kind, tf_version)
-    warnings: list[str] = []
-    if tf_version and build is None:
-        warnings.append(_unknown_tf_warning(tf_version))
-    if build is not None:
-        check_python_supported(tf_version, env.python.version, build)
     requirements, dropped, req_warnings = requirements_for(env, kind)
-    warnings += req_warnings
-    cuda, cudnn, cuda_warnings = _cuda_versions(variant, env, build)
-    warnings += cuda_warnings
-    if base_image is None:
-        base = _default_base(variant, env.python.version, cuda)
-    else:
-        base = _custom_base(variant, base_image, base_python, env.python.version)
-    warnings += base.warnings
-    if env.os.system == "Darwin":
-        warnings.append(
-            "snapshot taken on macOS: the image runs Linux TensorFlow kernels, not Apple's; "
-            "expect small numerical differences"
-        )
+    cuda, cudnn, cuda_warnings = _cuda_versions(variant, env, tf_build(tf_version) if tf_version else None)
+    base = choose_base(variant, env.python.version, cuda, base_image, base_python)
     image_env, env_warnings = image_environment(env.env)
-    python_version = base.python_version
+    warnings = tf_warnings + req_warnings + cuda_warnings + list(base.warnings) + _macos_warnings(env)
+    labels = image_labels(snap.digest(), tf_version, base.python_version, kind, variant, base.image)
     return Target(
         kind=kind,
         variant=variant,
         reason=f"{kind_why}; {base.why}",
         base_image=base.image,
-        python_version=python_version,
+        python_version=base.python_version,
         python_executable="python3",
         platform=platform,
         pip_platforms=manylinux_tags(base.glibc, arch),
         cuda=cuda,
         cudnn=cudnn,
         env=image_env,
-        labels=image_labels(
-            snap.digest(),
-            tf_version=tf_version,
-            python=python_version,
-            kind=kind,
-            variant=variant,
-            base=base.image,
-        ),
+        labels=labels,
         warnings=tuple(warnings + env_warnings),
         requirements=requirements,
         dropped=dropped,
     )
+
+
+def _check_tensorflow(tf_version: str, python_version: str) -> list[str]:
+    """Raise when the TensorFlow release was never built for the Python; warn when it is not in the table."""
+    build = tf_build(tf_version) if tf_version else None
+    if build is not None:
+        check_python_supported(tf_version, python_version, build)
+    return [_unknown_tf_warning(tf_version)] if tf_version and build is None else []
+
+
+def _macos_warnings(env: Environment) -> list[str]:
+    if env.os.system != "Darwin":
+        return []
+    return [
+        "snapshot taken on macOS: the image runs Linux TensorFlow kernels, not Apple's; "
+        "expect small numerical differences"
+    ]
 
 
 # --- what the snapshot has -------------------------------------------------------------------------------
@@ -171,22 +152,18 @@ def _unknown_tf_warning(tf_version: str) -> str:
 # --- Python support ---------------------------------------------------------------------------------------
 
 
-def _fmt(minor: tuple[int, int]) -> str:
-    return f"{minor[0]}.{minor[1]}"
-
-
 def check_python_supported(tf_version: str, python_version: str, build: TfBuild) -> None:
     """Raise when TensorFlow `tf_version` was never built for the snapshot's Python, naming what works."""
     python = version_tuple(python_version)
     if build.supports(python):
         return
     clamped = min(max(python, build.python_min), build.python_max)
-    nearest = [f"Python {_fmt(clamped)} with TensorFlow {tf_version}"]
+    nearest = [f"Python {minor_text(clamped)} with TensorFlow {tf_version}"]
     others = [row for row in tf_build_matrix() if row.supports(python)]
     if others:
         near = min(others, key=lambda row: _distance(row.tf_minor, build.tf_minor))
-        nearest.append(f"TensorFlow {near.tf_version} with Python {_fmt(python)}")
-    supported = f"Python {_fmt(build.python_min)} to {_fmt(build.python_max)}"
+        nearest.append(f"TensorFlow {near.tf_version} with Python {minor_text(python)}")
+    supported = f"Python {minor_text(build.python_min)} to {minor_text(build.python_max)}"
     raise UnsupportedPythonError(tf_version, python_version, supported, nearest)
 
 
@@ -280,95 +257,6 @@ def _major_minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
-# --- base images ------------------------------------------------------------------------------------------
-
-
-def _default_base(variant: Variant, python: str, cuda: str | None) -> _Base:
-    if variant == "gpu-cuda-base":
-        return cuda_base(cuda, python)
-    return python_slim_base(python)
-
-
-def python_slim_base(python: str) -> _Base:
-    """`python:<x.y.z>-slim-bookworm`; a patch release older than bookworm's images gets the nearest one."""
-    data = load_json("python_bases.json")
-    debian, glibc = data["debian"], data["glibc"]
-    minor = _fmt(version_tuple(python))
-    first = data["first_bookworm_patch"].get(minor)
-    patch = int(python.split(".")[2]) if python.count(".") >= 2 else 0
-    if first is None or patch >= first:
-        image = f"python:{python}-slim-{debian}"
-        return _Base(image, python, glibc, f"base {image} runs the snapshot's exact Python {python}")
-    nearest = f"{minor}.{first}"
-    image = f"python:{nearest}-slim-{debian}"
-    warning = (
-        f"there is no python:{python}-slim-{debian} image (its {debian} images start at {nearest}); "
-        f"using {image}: a patch-level difference, or pass --base-image for Python {python}"
-    )
-    return _Base(
-        image, nearest, glibc, f"base {image} is the nearest Python to the snapshot's {python}", (warning,)
-    )
-
-
-def cuda_base(cuda: str | None, python: str) -> _Base:
-    """`nvidia/cuda:<x.y.z>-cudnn<N>-runtime-ubuntu<ver>` whose Ubuntu python3 has the snapshot's minor."""
-    data = load_json("cuda_bases.json")
-    bases = data["bases"]
-    usable = [b for b in bases if not b["retired"]]
-    entry = next((b for b in bases if b["cuda"] == cuda), None)
-    if entry is None or entry["retired"]:
-        nearest = _tag(usable[-1], usable[-1]["ubuntu"][0])
-        image = _tag(entry, entry["ubuntu"][0]) if entry else f"nvidia/cuda (CUDA {cuda})"
-        reason = entry["retired"] if entry else f"envrepro knows no nvidia/cuda base for CUDA {cuda}"
-        raise RetiredBaseError(image, reason, f"{nearest} (CUDA {usable[-1]['cuda']}: TensorFlow 2.12/2.13)")
-    minor = _fmt(version_tuple(python))
-    ubuntu = next((u for u in entry["ubuntu"] if data["ubuntu"][u]["python"].startswith(minor + ".")), None)
-    if ubuntu is None:
-        offered = [
-            f"Python {_fmt(version_tuple(data['ubuntu'][u]['python']))} on {_tag(entry, u)}"
-            for u in entry["ubuntu"]
-        ]
-        raise RetiredBaseError(
-            _tag(entry, entry["ubuntu"][0]),
-            f"no Ubuntu release of this CUDA base ships Python {minor} (the snapshot's {python})",
-            "; ".join([*offered, f"TensorFlow >= 2.14 on a python:{minor}-slim base with nvidia-* wheels"]),
-        )
-    image = _tag(entry, ubuntu)
-    base_python = data["ubuntu"][ubuntu]["python"]
-    warnings = _patch_warning(image, base_python, python)
-    why = f"base {image} provides CUDA {cuda} and cuDNN {entry['cudnn_major']} for TensorFlow < 2.14"
-    return _Base(image, base_python, data["ubuntu"][ubuntu]["glibc"], why, warnings)
-
-
-def _tag(entry: dict[str, Any], ubuntu: str) -> str:
-    return f"nvidia/cuda:{entry['tag_version']}-cudnn{entry['cudnn_major']}-runtime-ubuntu{ubuntu}"
-
-
-def _custom_base(variant: Variant, image: str, base_python: str | None, python: str) -> _Base:
-    glibc = _variant_glibc(variant)
-    why = f"base {image} was given with --base-image"
-    if base_python is None:
-        warning = f"the Python of {image} was not read; assuming the snapshot's {python}"
-        return _Base(image, python, glibc, why, (warning,))
-    if version_tuple(base_python) != version_tuple(python):
-        raise BasePythonMismatchError(image, base_python, python)
-    return _Base(image, base_python, glibc, why, _patch_warning(image, base_python, python))
-
-
-def _variant_glibc(variant: Variant) -> str:
-    """The glibc the variant's default base has; a --base-image is assumed to match it."""
-    if variant == "gpu-cuda-base":
-        ubuntu: dict[str, dict[str, str]] = load_json("cuda_bases.json")["ubuntu"]
-        return min(entry["glibc"] for entry in ubuntu.values())
-    return str(load_json("python_bases.json")["glibc"])
-
-
-def _patch_warning(image: str, base_python: str, python: str) -> tuple[str, ...]:
-    if base_python == python:
-        return ()
-    return (f"{image} runs Python {base_python}, the snapshot Python {python} (patch level differs only)",)
-
-
 # --- platform, env, labels --------------------------------------------------------------------------------
 
 
@@ -408,7 +296,7 @@ def image_environment(env: dict[str, str]) -> tuple[tuple[tuple[str, str], ...],
 
 
 def image_labels(
-    digest: str, *, tf_version: str, python: str, kind: TargetKind, variant: Variant, base: str
+    digest: str, tf_version: str, python: str, kind: TargetKind, variant: Variant, base: str
 ) -> tuple[tuple[str, str], ...]:
     """OCI labels plus envrepro's own; deterministic (no dates, no envrepro version)."""
     tensorflow = tf_version or "none"
