@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from envrepro.bases import choose_base, minor_text
+from envrepro.bases import Base, choose_base, minor_text
 from envrepro.data import TfBuild, load_json, numerics_env_names, tf_build, tf_build_matrix, version_tuple
 from envrepro.errors import UnsupportedPlatformError, UnsupportedPythonError
 from envrepro.snapshot import Distribution, Environment, Snapshot
@@ -59,7 +59,7 @@ def resolve(
     base = choose_base(variant, env.python.version, cuda, base_image, base_python)
     image_env, env_warnings = image_environment(env.env)
     warnings = tf_warnings + req_warnings + cuda_warnings + list(base.warnings) + _macos_warnings(env)
-    labels = image_labels(snap.digest(), tf_version, base.python_version, kind, variant, base.image)
+    labels = image_labels(snap.digest(), tf_version, base, kind, variant)
     return Target(
         kind=kind,
         variant=variant,
@@ -296,9 +296,10 @@ def image_environment(env: dict[str, str]) -> tuple[tuple[tuple[str, str], ...],
 
 
 def image_labels(
-    digest: str, tf_version: str, python: str, kind: TargetKind, variant: Variant, base: str
+    digest: str, tf_version: str, base: Base, kind: TargetKind, variant: Variant
 ) -> tuple[tuple[str, str], ...]:
     """OCI labels plus envrepro's own; deterministic (no dates, no envrepro version)."""
+    python = base.python_version
     tensorflow = tf_version or "none"
     labels = (
         ("io.envrepro.python", python),
@@ -306,7 +307,7 @@ def image_labels(
         ("io.envrepro.target", kind),
         ("io.envrepro.tensorflow", tensorflow),
         ("io.envrepro.variant", variant),
-        ("org.opencontainers.image.base.name", base),
+        ("org.opencontainers.image.base.name", base.image),
         (
             "org.opencontainers.image.description",
             f"TensorFlow {tensorflow} on Python {python} ({kind}), rebuilt from an envrepro snapshot",
