@@ -110,10 +110,9 @@ class RecordingPipCompile:
 def test_an_unvalidated_version_with_a_pip_option_never_reaches_requirements_in(tmp_path: Path) -> None:
     target = resolve(snapshot_with(dist_version=INDEX_INJECTION), target="cpu")
     fake = RecordingPipCompile()
-    try:
+    with pytest.raises(EnvreproError, match="refusing to write") as info:
         compute_lock(target, tmp_path, runner=fake, host=HostEnvironment((3, 11), "linux", "x86_64"))
-    except EnvreproError as exc:
-        assert "index-url" in str(exc) and "\n" not in str(exc)
+    assert "\n" not in str(info.value)
     written = "".join(fake.inputs)
     assert not [line for line in written.splitlines() if line.lstrip().startswith("-")]
 

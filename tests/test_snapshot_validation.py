@@ -1,4 +1,4 @@
-"""Loading a snapshot validates every field to its real-world grammar; a bad one is exit 2 naming the field."""
+"""Loading validates every snapshot field to its real-world grammar; a bad one is exit 2 naming the field."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from envrepro.errors import SnapshotFormatError
 
 CASES = Path(__file__).parent / "cases"
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = sorted(CASES.glob("*/envrepro.lock.json")) + [
-    ROOT / "examples" / "tiny-model" / "envrepro.lock.json"
+FIXTURES = [
+    *sorted(CASES.glob("*/envrepro.lock.json")),
+    ROOT / "examples" / "tiny-model" / "envrepro.lock.json",
 ]
 CPU = CASES / "tf221-cpu-snapshot" / "envrepro.lock.json"
 TINY = ROOT / "examples" / "tiny-model" / "envrepro.lock.json"
