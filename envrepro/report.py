@@ -18,11 +18,11 @@ from envrepro.snapshot import Distribution, Environment, GpuInfo, ModelRecord, S
 
 def snapshot_summary(snap: Snapshot, path: str) -> RenderableType:
     env = snap.environment
-    table = Table(title=f"envrepro snapshot — {path}", show_header=False, title_justify="left")
+    table = Table(title=Text(f"envrepro snapshot — {path}"), show_header=False, title_justify="left")
     table.add_column("what", style="bold")
     table.add_column("value")
     for key, value in _environment_rows(env):
-        table.add_row(key, value)
+        table.add_row(key, Text(value))  # Text: a snapshot's values are never rich markup
     parts: list[RenderableType] = [table]
     blocked = [dist for dist in env.distributions if not dist.reproducible]
     if blocked:
@@ -84,7 +84,7 @@ def _not_reproducible(dists: Sequence[Distribution]) -> RenderableType:
     table.add_column("distribution")
     table.add_column("what to do")
     for dist in dists:
-        table.add_row(f"{dist.name}=={dist.version}", dist.reason)
+        table.add_row(Text(f"{dist.name}=={dist.version}"), Text(dist.reason))
     return table
 
 
@@ -95,20 +95,15 @@ def _models(models: tuple[ModelRecord, ...]) -> RenderableType:
     for model in models:
         if model.error:
             table.add_row(
-                model.path, Text(f"error: {model.error.kind}", style="red"), model.error.detail, "", "", ""
+                Text(model.path), Text(f"error: {model.error.kind}", style="red"), Text(model.error.detail)
             )
             continue
         inputs = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in model.inputs)
         outputs = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in model.outputs)
         ref = f"{model.reference.samples} samples → {model.reference.file}" if model.reference else "none"
-        table.add_row(
-            model.path,
-            model.format or "",
-            inputs,
-            outputs,
-            f"{len(model.weights)} tensors, sha256 {model.weights_sha256[:12]}",
-            ref,
-        )
+        weights = f"{len(model.weights)} tensors, sha256 {model.weights_sha256[:12]}"
+        cells = (model.path, model.format or "", inputs, outputs, weights, ref)
+        table.add_row(*(Text(cell) for cell in cells))
     return table
 
 

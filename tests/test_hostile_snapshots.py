@@ -186,3 +186,19 @@ def test_the_lock_header_cannot_gain_a_pip_option_from_the_python_version(tmp_pa
     )
     assert not [line for line in lock.text.splitlines() if line.startswith("-")]
     assert "# Pinned and hashed by envrepro (pip-tools) for Python 3.11\\n--index-url" in lock.text
+
+
+@pytest.mark.parametrize("case", ["tf221-gpu-snapshot", "tf212-gpu-snapshot"])
+def test_show_prints_a_gpu_snapshot_whose_sources_look_like_markup(cli, case: str) -> None:  # type: ignore[no-untyped-def]
+    result = cli("show", str(CASES / case / "envrepro.lock.json"))
+    assert (result.exit_code, result.error_lines) == (0, [])
+    assert "driver" in result.stdout
+
+
+def test_show_prints_snapshot_text_literally_not_as_markup(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = hostile_file(
+        tmp_path, ("environment", "cpu", "model"), "[/]EPYC [link=http://evil.invalid]x[/link]"
+    )
+    result = cli("show", str(path))
+    assert result.exit_code == 0
+    assert "[link=http://evil.invalid]" in result.stdout
