@@ -153,6 +153,15 @@ def timestamp(value: str) -> str:
     return value
 
 
+def preprocess_spec(value: str) -> str:
+    """`MODULE:FUNCTION` (dotted identifiers) or `FILE.py:FUNCTION` (a host path), as `--preprocess` takes."""
+    module, _, function = host_path(value).rpartition(":")
+    dotted = all(part.isidentifier() for part in module.split("."))
+    if not function.isidentifier() or not (dotted or module.endswith(".py")):
+        raise ValueError(f"{shown(value)} is not MODULE:FUNCTION or FILE.py:FUNCTION")
+    return value
+
+
 @cache
 def _numerics_names() -> frozenset[str]:
     return frozenset(numerics_env_names())
@@ -191,6 +200,7 @@ Identifier = Annotated[str, Strict(), AfterValidator(_matching(_IDENTIFIER, "an 
 Text = Annotated[str, Strict(), AfterValidator(text)]
 LongText = Annotated[str, Strict(), AfterValidator(long_text)]
 HostPath = Annotated[str, Strict(), AfterValidator(host_path)]
+PreprocessSpec = Annotated[str, Strict(), AfterValidator(preprocess_spec)]
 RelativePath = Annotated[str, Strict(), AfterValidator(relative_path)]
 OptionalRelativePath = Annotated[str, Strict(), AfterValidator(_optional(relative_path))]
 Url = Annotated[str, Strict(), AfterValidator(_optional(url))]

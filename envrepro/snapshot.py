@@ -30,6 +30,7 @@ from envrepro.grammar import (
     OptionalRelativePath,
     OptionalSha256,
     Pep440,
+    PreprocessSpec,
     PythonVersion,
     RelativePath,
     Sha256,
@@ -242,7 +243,7 @@ class PreprocessRecord(Frozen):
     Its reference file holds `raw.N` (the raw samples) and `preprocessed.N` (what the function returned).
     """
 
-    function: Text
+    function: PreprocessSpec
     source_sha256: OptionalSha256 = ""
     raw_from: Text = ""
     samples: Count = 0

@@ -209,3 +209,13 @@ def test_a_snapshot_that_is_not_utf8_is_exit_2_in_every_command(cli, tmp_path: P
     assert len(result.error_lines) == 1
     assert "not UTF-8" in result.error_lines[0]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "spec", ["mypkg.data:preprocess", "training/normalise.py:normalise", "/abs/prep.py:fn"]
+)
+def test_a_recorded_preprocessing_function_has_the_shape_preprocess_takes(spec: str) -> None:
+    doc = changed(lambda d: d.update(preprocessing={"function": spec}))
+    assert snapshot.parse(json.dumps(doc), Path("s.json")).preprocessing is not None
+    bad = changed(lambda d: d.update(preprocessing={"function": spec + "; rm -rf /"}))
+    assert refusal(bad).startswith("/preprocessing/function: ")
