@@ -149,6 +149,7 @@ def _dependency_path(tmp_path: Path) -> Path:
         "annotated_types",
         "typing_extensions",
         "typing_inspection",
+        "packaging",
     )
     for name in modules:
         spec = importlib.util.find_spec(name)
