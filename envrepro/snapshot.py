@@ -20,7 +20,6 @@ from envrepro.grammar import (
     ComputeCapability,
     Count,
     DistName,
-    DottedVersion,
     EnvName,
     EnvValue,
     HostPath,
@@ -154,7 +153,7 @@ class TensorFlowInfo(Frozen):
 
 
 class Sourced(Frozen):
-    value: DottedVersion
+    value: Pep440  # dotted numbers (535.183.01, 12.5.82, 9), or a wheel's version
     source: Text
 
 
