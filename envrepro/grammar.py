@@ -178,7 +178,8 @@ def env_name(value: str) -> str:
 
 def image_reference(value: str) -> str:
     """A Docker image reference: [registry[:port]/]name[:tag][@algorithm:hex], name at most 255 chars."""
-    name = value.split("@", 1)[0].rsplit(":", 1)[0] if "/" in value else value.split(":", 1)[0]
+    head, _, last = value.split("@", 1)[0].rpartition("/")
+    name = f"{head}/{last.split(':')[0]}" if head else last.split(":")[0]
     if len(value) > 1024 or len(name) > 255 or _IMAGE_REFERENCE.fullmatch(value) is None:
         raise ValueError(f"{shown(value)} is not a Docker image reference")
     return value

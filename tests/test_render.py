@@ -17,7 +17,7 @@ import jinja2
 import pytest
 
 from envrepro import snapshot
-from envrepro.errors import TemplateNotFoundError
+from envrepro.errors import TemplateNotFoundError, UnsafeValueError
 from envrepro.render import dockerfile_quote, render, template_context, templates_dir
 from envrepro.resolve import resolve
 from envrepro.target import Lock, Target
@@ -204,3 +204,36 @@ def test_the_built_wheel_ships_the_templates_and_renders_from_them(tmp_path: Pat
     where, _, text = result.stdout.partition("\n")
     assert where.startswith(str(venv))
     assert text == (GOLDEN / "Dockerfile.cpu").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "python:3.11.7-slim-bookworm",
+        "nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04",
+        TEST_BASE,
+        "localhost:5000/team/img:v1@sha256:" + "a" * 64,
+        "registry.example.com/a__b/c-d",
+    ],
+)
+def test_a_base_image_reference_is_written_as_is(reference: str) -> None:
+    target = target_for("cpu")
+    text = dockerfile(Target(**{**target.__dict__, "base_image": reference}))
+    assert f"FROM {reference} AS builder\n" in text
+    assert f"\nFROM {reference}\n" in text
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ["library/UPPER", "UPPER CASE", "python:3.11\nRUN id", "-flag", "a:b:c", "", "x" * 300, "img@sha256:12"],
+)
+def test_a_base_image_that_is_not_a_reference_is_refused(reference: str) -> None:
+    target = target_for("cpu")
+    with pytest.raises(UnsafeValueError, match="must be a Docker image reference"):
+        dockerfile(Target(**{**target.__dict__, "base_image": reference}))
+
+
+def test_dockerfile_strings_escape_every_control_and_non_ascii_character() -> None:
+    quoted = dockerfile_quote('a\nb\r\tc\u2028d\x85e\x00f"$\\é')
+    assert quoted == '"a\\nb\\r\\tc\\u2028d\\u0085e\\u0000f\\"\\$\\\\\\u00e9"'
+    assert quoted.isascii() and quoted.isprintable()
