@@ -66,14 +66,14 @@ class PythonInfo(Frozen):
 
 
 class Distro(Frozen):
-    id: Token
-    version_id: Token
+    id: Text
+    version_id: Text
     pretty_name: Text
 
 
 class Libc(Frozen):
-    name: Token
-    version: Token
+    name: Text
+    version: Text
 
 
 class Container(Frozen):
@@ -85,7 +85,7 @@ class OsInfo(Frozen):
     system: Token
     distribution: Distro
     libc: Libc
-    kernel: Token
+    kernel: Text
     machine: Token
     container: Container
 
@@ -109,7 +109,7 @@ class Origin(Frozen):
 class Distribution(Frozen):
     name: DistName
     version: Pep440
-    installer: Token
+    installer: Text
     requested: StrictBool
     origin: Origin
     reproducible: StrictBool
@@ -133,7 +133,7 @@ class Device(Frozen):
 
 class TensorFlowInfo(Frozen):
     version: OptionalPep440 = ""
-    git_version: Token = ""
+    git_version: Text = ""
     keras_version: OptionalPep440 = ""
     keras_module: Token = ""
     keras_major: StrictInt | None = None
