@@ -188,36 +188,113 @@ def image_reference(value: str) -> str:
 # --- the types the snapshot model is made of ---------------------------------------------------------
 
 StrictText = Annotated[str, Strict()]
-DistName = Annotated[str, Strict(), AfterValidator(distribution_name)]
-Pep440 = Annotated[str, Strict(), AfterValidator(pep440_version)]
-OptionalPep440 = Annotated[str, Strict(), AfterValidator(_optional(pep440_version))]
+DistName = Annotated[
+    str, Strict(), AfterValidator(distribution_name), Field(description="a PEP 508 distribution name")
+]
+Pep440 = Annotated[
+    str,
+    Strict(),
+    AfterValidator(pep440_version),
+    Field(description="a PEP 440 version as written (local label kept), no whitespace"),
+]
+OptionalPep440 = Annotated[
+    str,
+    Strict(),
+    AfterValidator(_optional(pep440_version)),
+    Field(description="empty, or a PEP 440 version as written, no whitespace"),
+]
 PythonVersion = Annotated[
-    str, Strict(), AfterValidator(_matching(_PYTHON_VERSION, "a Python version (x.y.z)"))
+    str,
+    Strict(),
+    AfterValidator(_matching(_PYTHON_VERSION, "a Python version (x.y.z)")),
+    Field(description="a Python version x.y.z"),
 ]
 dotted_version = _matching(_DOTTED, "a dotted version (e.g. 12.5.82)")
-DottedVersion = Annotated[str, Strict(), AfterValidator(dotted_version)]
-Token = Annotated[str, Strict(), AfterValidator(_matching(_TOKEN, "a token ([A-Za-z0-9._+:/,@=-])"))]
-Identifier = Annotated[str, Strict(), AfterValidator(_matching(_IDENTIFIER, "an identifier"))]
-Text = Annotated[str, Strict(), AfterValidator(text)]
-LongText = Annotated[str, Strict(), AfterValidator(long_text)]
-HostPath = Annotated[str, Strict(), AfterValidator(host_path)]
-PreprocessSpec = Annotated[str, Strict(), AfterValidator(preprocess_spec)]
-RelativePath = Annotated[str, Strict(), AfterValidator(relative_path)]
-OptionalRelativePath = Annotated[str, Strict(), AfterValidator(_optional(relative_path))]
-Url = Annotated[str, Strict(), AfterValidator(_optional(url))]
-Timestamp = Annotated[str, Strict(), AfterValidator(timestamp)]
-Sha256 = Annotated[str, Strict(), AfterValidator(_matching(_SHA256, "a sha256 digest (64 lowercase hex)"))]
-OptionalSha256 = Annotated[str, Strict(), AfterValidator(_optional(_matching(_SHA256, "a sha256 digest")))]
-ComputeCapability = Annotated[
-    str, Strict(), AfterValidator(_matching(_COMPUTE_CAPABILITY, "a compute capability (e.g. 8.0)"))
+DottedVersion = Annotated[
+    str, Strict(), AfterValidator(dotted_version), Field(description="dotted numbers, e.g. 12.5.82")
 ]
-EnvName = Annotated[str, Strict(), AfterValidator(env_name)]
+Token = Annotated[
+    str,
+    Strict(),
+    AfterValidator(_matching(_TOKEN, "a token ([A-Za-z0-9._+:/,@=-])")),
+    Field(description="a token of [A-Za-z0-9._+:/,@=-]"),
+]
+Identifier = Annotated[
+    str,
+    Strict(),
+    AfterValidator(_matching(_IDENTIFIER, "an identifier")),
+    Field(description="an identifier [A-Za-z_][A-Za-z0-9_]*"),
+]
+Text = Annotated[
+    str, Strict(), AfterValidator(text), Field(description="printable one-line text, at most 4096 characters")
+]
+LongText = Annotated[
+    str,
+    Strict(),
+    AfterValidator(long_text),
+    Field(description="printable text (line feeds and tabs allowed), at most 16384 characters"),
+]
+HostPath = Annotated[
+    str,
+    Strict(),
+    AfterValidator(host_path),
+    Field(description="a host path: printable, at most 4096 characters"),
+]
+PreprocessSpec = Annotated[
+    str, Strict(), AfterValidator(preprocess_spec), Field(description="MODULE:FUNCTION or FILE.py:FUNCTION")
+]
+RelativePath = Annotated[
+    str,
+    Strict(),
+    AfterValidator(relative_path),
+    Field(description="a relative '/'-separated path inside the snapshot's directory, no '..'"),
+]
+OptionalRelativePath = Annotated[
+    str,
+    Strict(),
+    AfterValidator(_optional(relative_path)),
+    Field(description="empty, or a relative '/'-separated path inside the snapshot's directory, no '..'"),
+]
+Url = Annotated[
+    str,
+    Strict(),
+    AfterValidator(_optional(url)),
+    Field(description="empty, or a URL with an allowed scheme, no whitespace or control characters"),
+]
+Timestamp = Annotated[str, Strict(), AfterValidator(timestamp), Field(description="an ISO 8601 timestamp")]
+Sha256 = Annotated[
+    str,
+    Strict(),
+    AfterValidator(_matching(_SHA256, "a sha256 digest (64 lowercase hex)")),
+    Field(description="a sha256 digest: 64 lowercase hex digits"),
+]
+OptionalSha256 = Annotated[
+    str,
+    Strict(),
+    AfterValidator(_optional(_matching(_SHA256, "a sha256 digest"))),
+    Field(description="empty, or a sha256 digest: 64 lowercase hex digits"),
+]
+ComputeCapability = Annotated[
+    str,
+    Strict(),
+    AfterValidator(_matching(_COMPUTE_CAPABILITY, "a compute capability (e.g. 8.0)")),
+    Field(description="a CUDA compute capability major.minor"),
+]
+EnvName = Annotated[
+    str,
+    Strict(),
+    AfterValidator(env_name),
+    Field(description="a numerics-relevant variable named in envrepro/data/numerics_env.json"),
+]
 EnvValue = Annotated[
     str,
     Strict(),
     AfterValidator(_matching(_ENV_VALUE, "an allowed variable value ([A-Za-z0-9 _.,:;=/+@%*-])", 1024)),
+    Field(description="at most 1024 characters of [A-Za-z0-9 _.,:;=/+@%*-]"),
 ]
-ImageReference = Annotated[str, Strict(), AfterValidator(image_reference)]
+ImageReference = Annotated[
+    str, Strict(), AfterValidator(image_reference), Field(description="a Docker image reference")
+]
 StrictInt = Annotated[int, Strict()]
 Count = Annotated[int, Strict(), Field(ge=0)]
 StrictBool = Annotated[bool, Strict()]
