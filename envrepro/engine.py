@@ -30,6 +30,7 @@ from envrepro.target import BuiltImage
 log = logging.getLogger(__name__)
 
 RUN_LABEL = "io.envrepro.run"  # on every container parity starts, so leftovers can be found
+RUN_ID_LABEL = "io.envrepro.run-id"  # plus $ENVREPRO_RUN_ID when set: one test run finds its own containers
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # colour codes pip and apt write into the build log
@@ -295,7 +296,7 @@ class DockerEngine:
                 mem_limit=mem_limit,
                 memswap_limit=mem_limit,  # no swap beyond the memory limit
                 environment=dict(environment or {}),
-                labels={RUN_LABEL: "parity"},
+                labels=_run_labels(),
                 cap_drop=["ALL"],
                 security_opt=["no-new-privileges"],
                 pids_limit=512,
@@ -340,6 +341,11 @@ def split_ref(ref: str) -> tuple[str, str]:
     if not sep or "/" in tag:
         return ref, "latest"
     return name, tag
+
+
+def _run_labels() -> dict[str, str]:
+    run_id = os.environ.get("ENVREPRO_RUN_ID", "")
+    return {RUN_LABEL: "parity", **({RUN_ID_LABEL: run_id} if run_id else {})}
 
 
 def _wait(container: Any, timeout_s: float) -> RunResult:
