@@ -13,7 +13,7 @@ from envrepro.snapshot import Environment
 
 KINDS = {
     "image": "an image reference, e.g. image:myteam/model:1.0",
-    "python": "an interpreter or environment",
+    "python": "an interpreter or an environment directory",
 }
 
 

@@ -93,20 +93,26 @@ def staged_pair(file: Path, directory: Path) -> Iterator[tuple[Path, Path]]:
     targets (see the module's docstring), else both are removed and the targets are left as they were.
     An empty temporary directory removes `directory`: what it held belonged to the previous file."""
     tmp_file = _mkstemp(file)
+    tmp_dir: Path | None = None
     try:
         tmp_dir = _mkdtemp(directory)
-        try:
-            yield tmp_file, tmp_dir
-            _fsync(tmp_file)
-            with exclusive(file):
-                _swap_dir(tmp_dir, directory)
-                tmp_file.replace(file)
-        finally:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-    except OSError as exc:
-        raise OutputError(file, exc.strerror or str(exc)) from exc
+        yield tmp_file, tmp_dir
+        _commit_pair((tmp_file, tmp_dir), (file, directory))
     finally:
         tmp_file.unlink(missing_ok=True)
+        if tmp_dir is not None:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _commit_pair(staged: tuple[Path, Path], targets: tuple[Path, Path]) -> None:
+    (tmp_file, tmp_dir), (file, directory) = staged, targets
+    try:
+        _fsync(tmp_file)
+        with exclusive(file):
+            _swap_dir(tmp_dir, directory)
+            tmp_file.replace(file)
+    except OSError as exc:
+        raise OutputError(file, exc.strerror or str(exc)) from exc
 
 
 def _mkdtemp(directory: Path) -> Path:

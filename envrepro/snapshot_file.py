@@ -25,8 +25,8 @@ def default_path(directory: Path = Path()) -> Path:
     """The snapshot to read when none is named: the default name, else the old name (with a note)."""
     current, legacy = directory / DEFAULT_NAME, directory / LEGACY_NAME
     if not current.exists() and legacy.exists():
-        log.warning("reading %s, the old name of %s: rename it (and %s/ with it)", legacy, DEFAULT_NAME,
-                    reference_dir(legacy).name)  # fmt: skip
+        log.warning("%s is the old name: rename it to %s (and %s/ to %s/)", legacy, DEFAULT_NAME,
+                    reference_dir(legacy).name, reference_dir(current).name)  # fmt: skip
         return legacy
     return current
 
