@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.logging import RichHandler
@@ -60,35 +61,10 @@ def cli(verbose: int) -> None:
 
 @cli.command("snapshot")
 @snapshot_options
-def snapshot_cmd(
-    *,
-    python: str | None,
-    models: tuple[Path, ...],
-    inputs: Path | None,
-    seed: int,
-    samples: int,
-    custom_objects: str | None,
-    unsafe_deserialization: bool,
-    preprocess: str | None,
-    raw: Path | None,
-    output: Path,
-    show: bool,
-) -> int:
+def snapshot_cmd(*, python: str | None, output: Path, show: bool, **probe: Any) -> int:
     """Record the target environment (and models' reference outputs) in a snapshot file."""
-    if inputs is not None and not inputs.is_file():
-        raise EnvreproError(f"{inputs}: no such inputs file", hint="--inputs takes an .npz file")
-    request = introspect.ProbeRequest(
-        python=introspect.resolve_interpreter(python),
-        models=models,
-        inputs=inputs,
-        seed=seed,
-        samples=samples,
-        custom_objects=custom_objects,
-        unsafe_deserialization=unsafe_deserialization,
-        preprocess=preprocess,
-        raw=raw,
-    )
-    with status("probing the environment" + (" and models" if models else "")):
+    request = introspect.ProbeRequest(python=introspect.resolve_interpreter(python), **probe)
+    with status("probing the environment" + (" and models" if request.models else "")):
         snap = introspect.take_snapshot(request, output)
     if show:
         out.print(snapshot_summary(snap, str(output)))
@@ -117,36 +93,9 @@ def show_cmd(path: Path) -> int:
 @cli.command("build")
 @snapshot_option("The snapshot to rebuild.")
 @build_options
-def build_cmd(
-    *,
-    snapshot_path: Path,
-    target: str,
-    base_image: str | None,
-    tag: str | None,
-    out_dir: Path,
-    render_only: bool,
-    pip_cert: Path | None,
-    index_urls: tuple[str, ...],
-    exclude: tuple[str, ...],
-    exclude_unreproducible: bool,
-    no_reuse_lock: bool,
-    no_cache: bool,
-) -> int:
+def build_cmd(*, no_reuse_lock: bool, **options: Any) -> int:
     """Render a pinned, hash-locked Dockerfile for the snapshot and build it on the Docker engine."""
-    request = BuildRequest(
-        snapshot_path=snapshot_path,
-        out_dir=out_dir,
-        target=target,  # type: ignore[arg-type]  # click.Choice guarantees the literal
-        base_image=base_image,
-        tag=tag,
-        render_only=render_only,
-        pip_cert=pip_cert,
-        index_urls=index_urls,
-        exclude=exclude,
-        exclude_unreproducible=exclude_unreproducible,
-        reuse_lock=not no_reuse_lock,
-        no_cache=no_cache,
-    )
+    request = BuildRequest(reuse_lock=not no_reuse_lock, **options)
     with BuildProgress() as progress:
         result = build(request, DockerEngine, progress.on_event)
     _print_build(result)

@@ -39,6 +39,10 @@ snapshot_argument = click.argument(
 )
 
 
+def _npz_option(name: str, text: str) -> Callable[[F], F]:
+    return click.option(name, type=click.Path(path_type=Path, dir_okay=False), metavar="FILE.npz", help=text)
+
+
 def snapshot_options(command: F) -> F:
     """What `envrepro snapshot` takes."""
     for option in reversed(_SNAPSHOT):
@@ -70,12 +74,7 @@ _SNAPSHOT = [
         help="Model to fingerprint and record reference outputs for (.h5, .keras, SavedModel dir). "
         "Repeatable.",
     ),
-    click.option(
-        "--inputs",
-        type=click.Path(path_type=Path, dir_okay=False),
-        metavar="FILE.npz",
-        help="Inputs to record references on (keys input.N or the model's input names).",
-    ),
+    _npz_option("--inputs", "Inputs to record references on (keys input.N or the model's input names)."),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed for generated inputs."),
     click.option(
         "--samples",
@@ -100,11 +99,9 @@ _SNAPSHOT = [
         help="Your preprocessing function: recorded on --raw samples here and replayed by parity in the "
         "image. Without --inputs, models are recorded on its output.",
     ),
-    click.option(
+    _npz_option(
         "--raw",
-        type=click.Path(path_type=Path, dir_okay=False),
-        metavar="FILE.npz",
-        help="Raw samples for --preprocess: keys raw.0, raw.1, ... (the function's arguments) or one array.",
+        "Raw samples for --preprocess: keys raw.0, raw.1, ... (the function's arguments) or one array.",
     ),
     click.option(
         "-o",

@@ -137,6 +137,8 @@ def probe(request: ProbeRequest, workdir: Path) -> dict[str, Any]:
     """Run the probe in the target interpreter; return its (already redacted) raw record."""
     check_interpreter(request.python)
     check_models(request.models)
+    if request.inputs is not None and not request.inputs.is_file():
+        raise InputFileError(request.inputs, "no such inputs file", hint="--inputs takes an .npz file")
     check_preprocess(request.preprocess, request.raw)
     out = workdir / "record.json"
     refs = workdir / "refs"

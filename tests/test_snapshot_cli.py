@@ -260,3 +260,14 @@ def test_unknown_option_is_a_usage_error_with_exit_2(cli):
     assert len(result.error_lines) == 1
     assert result.error_lines[0].startswith("error: No such option")
     assert os.linesep.join(result.stderr.splitlines()).count("hint:") == 1
+
+
+def test_a_missing_inputs_file_is_one_clear_error(cli, plain_python, tmp_path):
+    missing = tmp_path / "inputs.npz"
+    result = cli(
+        "snapshot", "--python", str(plain_python), "--inputs", str(missing), "-o", str(tmp_path / "s.json")
+    )
+    assert result.exit_code == 2
+    assert result.error_lines == [f"error: {missing}: no such inputs file"]
+    assert "hint: --inputs takes an .npz file" in result.stderr
+    assert not (tmp_path / "s.json").exists()
