@@ -17,7 +17,7 @@ from envrepro.cli import exit_code
 from envrepro.console import error_line, make_console
 from envrepro.errors import EnvreproError, Terminated
 from envrepro.introspect import _last_line
-from envrepro.signals import terminate_on_signals
+from envrepro.signals import deferred_signals, terminate_on_signals
 
 SNAPSHOT = CASES / "tf221-cpu-snapshot" / "envrepro.lock.json"
 ESC = b"\x1b"
@@ -87,6 +87,27 @@ def signal_a_stage(signum: int, cleaned: list[str]) -> None:
             pytest.fail("the signal did not interrupt")
         finally:
             cleaned.append("finally ran")
+
+
+def test_a_signal_during_a_deferred_step_arrives_when_the_step_is_done() -> None:
+    steps: list[str] = []
+    with pytest.raises(Terminated), terminate_on_signals():
+        create_then_wait(steps)
+    assert steps == ["created", "signal held back", "removed"]
+
+
+def create_then_wait(steps: list[str]) -> None:
+    """The container runner's shape: create (deferred), then wait; the finally removes what was created."""
+    created = None
+    try:
+        with deferred_signals():
+            os.kill(os.getpid(), signal.SIGTERM)
+            created = "container"
+            steps.extend(["created", "signal held back"])
+        pytest.fail("the held-back signal was not delivered when the step ended")
+    finally:
+        if created is not None:
+            steps.append("removed")
 
 
 def test_click_abort_from_a_signal_keeps_the_signals_exit_code(capsys) -> None:
