@@ -1,6 +1,7 @@
-"""The command line: parses arguments, chains the stages, and funnels every error into one line + a hint.
+"""The command line: parses arguments, calls one core function per command, maps errors to exit codes.
 
-`main(argv) -> int` is testable without a shell; `run()` is the console-script entry point.
+`main(argv) -> int` is testable without a shell; `run()` is the console-script entry point. What the
+commands show while they work is `progress`; the colour policy is `console`; signals are `signals`.
 """
 
 from __future__ import annotations
@@ -8,25 +9,26 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
-from rich.text import Text
 
 from envrepro import __version__, introspect, snapshot
 from envrepro.build import BuildRequest, BuildResult, build
+from envrepro.cli_options import build_options, snapshot_argument, snapshot_option, snapshot_options
 from envrepro.compare import Tolerance
-from envrepro.diff import diff
-from envrepro.engine import BuildEvent, DockerEngine
-from envrepro.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, EnvreproError
+from envrepro.console import err, error_line, out
+from envrepro.diff import breaks, diff
+from envrepro.engine import DockerEngine
+from envrepro.environments import load_environment
+from envrepro.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, EnvreproError, Terminated
 from envrepro.fsutil import write_atomic
-from envrepro.parity import ParityRequest, image_environment, run_parity
+from envrepro.parity import ParityRequest, run_parity
 from envrepro.parity_model import ParityReport
+from envrepro.progress import BuildProgress, status
 from envrepro.report import (
     differences_json,
     differences_markdown,
@@ -37,25 +39,10 @@ from envrepro.report import (
     parity_table,
     snapshot_summary,
 )
-from envrepro.snapshot import Environment
+from envrepro.signals import terminate_on_signals
+from envrepro.snapshot import Snapshot
 
-DEFAULT_SNAPSHOT = "envrepro.lock.json"
-F = TypeVar("F", bound=Callable[..., Any])
-
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
-
-
-def snapshot_option(text: str) -> Callable[[F], F]:
-    """`--snapshot FILE` (default envrepro.lock.json), as build and parity take it."""
-    return click.option(
-        "--snapshot",
-        "snapshot_path",
-        type=click.Path(path_type=Path, dir_okay=False),
-        default=DEFAULT_SNAPSHOT,
-        show_default=True,
-        help=text,
-    )
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -73,223 +60,46 @@ def cli(verbose: int) -> None:
 
 
 @cli.command("snapshot")
-@click.option(
-    "--python",
-    "python",
-    metavar="PATH",
-    help="Interpreter (or environment directory) to inspect. Default: the active virtualenv, "
-    "else the current interpreter.",
-)
-@click.option(
-    "--model",
-    "models",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    metavar="FILE",
-    help="Model to fingerprint and record reference outputs for (.h5, .keras, SavedModel dir). Repeatable.",
-)
-@click.option(
-    "--inputs",
-    type=click.Path(path_type=Path, dir_okay=False),
-    metavar="FILE.npz",
-    help="Inputs to record references on (keys input.N or the model's input names).",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for generated inputs.")
-@click.option(
-    "--samples",
-    type=click.IntRange(1),
-    default=64,
-    show_default=True,
-    help="Number of generated input samples.",
-)
-@click.option(
-    "--custom-objects",
-    metavar="MODULE|FILE.py",
-    help="Module or file that defines the model's custom layers (imported in the target).",
-)
-@click.option(
-    "--unsafe-deserialization",
-    is_flag=True,
-    help="Allow Keras unsafe deserialization (Lambda layers). Only for files you trust.",
-)
-@click.option(
-    "--preprocess",
-    metavar="MODULE:FUNCTION|FILE.py:FUNCTION",
-    help="Your preprocessing function: recorded on --raw samples here and replayed by parity in the image. "
-    "Without --inputs, models are recorded on its output.",
-)
-@click.option(
-    "--raw",
-    type=click.Path(path_type=Path, dir_okay=False),
-    metavar="FILE.npz",
-    help="Raw samples for --preprocess: keys raw.0, raw.1, ... (the function's arguments) or one array.",
-)
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=DEFAULT_SNAPSHOT,
-    show_default=True,
-    help="Where to write the snapshot.",
-)
-@click.option("--show", is_flag=True, help="Print a summary table of the snapshot.")
-def snapshot_cmd(
-    *,
-    python: str | None,
-    models: tuple[Path, ...],
-    inputs: Path | None,
-    seed: int,
-    samples: int,
-    custom_objects: str | None,
-    unsafe_deserialization: bool,
-    preprocess: str | None,
-    raw: Path | None,
-    output: Path,
-    show: bool,
-) -> int:
+@snapshot_options
+def snapshot_cmd(*, python: str | None, output: Path, show: bool, **probe: Any) -> int:
     """Record the target environment (and models' reference outputs) in a snapshot file."""
-    if inputs is not None and not inputs.is_file():
-        raise EnvreproError(f"{inputs}: no such inputs file", hint="--inputs takes an .npz file")
-    request = introspect.ProbeRequest(
-        python=introspect.resolve_interpreter(python),
-        models=models,
-        inputs=inputs,
-        seed=seed,
-        samples=samples,
-        custom_objects=custom_objects,
-        unsafe_deserialization=unsafe_deserialization,
-        preprocess=preprocess,
-        raw=raw,
-    )
-    with err.status("probing the environment" + (" and models" if models else "")):
+    request = introspect.ProbeRequest(python=introspect.resolve_interpreter(python), **probe)
+    with status("probing the environment" + (" and models" if request.models else "")):
         snap = introspect.take_snapshot(request, output)
     if show:
         out.print(snapshot_summary(snap, str(output)))
+    err.print(_written(snap, output))
+    return EXIT_OK
+
+
+def _written(snap: Snapshot, output: Path) -> str:
     blocked = [d for d in snap.environment.distributions if not d.reproducible]
-    err.print(
-        f"wrote {output} ({len(snap.environment.distributions)} distributions, "
-        f"{len(snap.models)} models"
+    return (
+        f"wrote {output} ({len(snap.environment.distributions)} distributions, {len(snap.models)} models"
         + (", preprocessing" if snap.preprocessing else "")
         + (f", {len(blocked)} not reproducible from an index" if blocked else "")
         + ")"
     )
-    return EXIT_OK
 
 
 @cli.command("show")
-@click.argument("path", type=click.Path(path_type=Path, dir_okay=False), default=DEFAULT_SNAPSHOT)
+@snapshot_argument
 def show_cmd(path: Path) -> int:
-    """Print a summary of a snapshot file."""
+    """Print a summary of a snapshot file (default: envrepro.snapshot.json)."""
     out.print(snapshot_summary(snapshot.load(path), str(path)))
     return EXIT_OK
 
 
 @cli.command("build")
 @snapshot_option("The snapshot to rebuild.")
-@click.option(
-    "--target",
-    type=click.Choice(["auto", "cpu", "gpu"]),
-    default="auto",
-    show_default=True,
-    help="auto: GPU when the snapshot's TensorFlow is a CUDA build or nvidia-* wheels are installed.",
-)
-@click.option("--base-image", metavar="IMAGE", help="Build on this base instead of the resolved one.")
-@click.option("--tag", metavar="NAME:TAG", help="Also tag the image with this name (parity: --image).")
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("build"),
-    show_default=True,
-    help="Build directory: Dockerfile and requirements.lock.txt.",
-)
-@click.option("--render-only", is_flag=True, help="Write the Dockerfile and the lock; do not build.")
-@click.option(
-    "--pip-cert",
-    type=click.Path(path_type=Path, dir_okay=False),
-    metavar="FILE",
-    help="CA bundle the builder stage's pip trusts (default: pip's own `cert` / PIP_CERT).",
-)
-@click.option(
-    "--index-url",
-    "index_urls",
-    multiple=True,
-    metavar="URL",
-    help="Package index for the builder stage (repeat: the first is the index, the rest extra indexes).",
-)
-@click.option("--exclude", multiple=True, metavar="NAME", help="Leave a distribution out of the image.")
-@click.option(
-    "--exclude-unreproducible",
-    is_flag=True,
-    help="Leave out every distribution that cannot come from an index (editable, local path, VCS).",
-)
-@click.option("--no-reuse-lock", is_flag=True, help="Recompute the lock even if the snapshot is unchanged.")
-@click.option(
-    "--no-cache", is_flag=True, help="Build every step anew (the engine's layer cache is not used)."
-)
-def build_cmd(
-    *,
-    snapshot_path: Path,
-    target: str,
-    base_image: str | None,
-    tag: str | None,
-    out_dir: Path,
-    render_only: bool,
-    pip_cert: Path | None,
-    index_urls: tuple[str, ...],
-    exclude: tuple[str, ...],
-    exclude_unreproducible: bool,
-    no_reuse_lock: bool,
-    no_cache: bool,
-) -> int:
+@build_options
+def build_cmd(*, no_reuse_lock: bool, **options: Any) -> int:
     """Render a pinned, hash-locked Dockerfile for the snapshot and build it on the Docker engine."""
-    request = BuildRequest(
-        snapshot_path=snapshot_path,
-        out_dir=out_dir,
-        target=target,  # type: ignore[arg-type]  # click.Choice guarantees the literal
-        base_image=base_image,
-        tag=tag,
-        render_only=render_only,
-        pip_cert=pip_cert,
-        index_urls=index_urls,
-        exclude=exclude,
-        exclude_unreproducible=exclude_unreproducible,
-        reuse_lock=not no_reuse_lock,
-        no_cache=no_cache,
-    )
+    request = BuildRequest(reuse_lock=not no_reuse_lock, **options)
     with BuildProgress() as progress:
         result = build(request, DockerEngine, progress.on_event)
     _print_build(result)
     return EXIT_OK
-
-
-class BuildProgress:
-    """A progress bar over the Dockerfile's steps, with the current instruction and cache hits."""
-
-    def __init__(self) -> None:
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]build[/bold] {task.completed}/{task.total}"),
-            BarColumn(),
-            TextColumn("{task.description}"),
-            console=err,
-            transient=True,
-        )
-        self.task = self.progress.add_task("resolving and locking", total=None)
-        self.cached = 0
-
-    def __enter__(self) -> BuildProgress:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-    def on_event(self, event: BuildEvent) -> None:
-        self.cached += event.cached
-        text = event.instruction if len(event.instruction) < 70 else event.instruction[:67] + "..."
-        label = f"{text} [dim](cached {self.cached})[/dim]" if self.cached else text
-        self.progress.update(self.task, total=event.total, completed=event.step - 1, description=label)
 
 
 def _print_build(result: BuildResult) -> None:
@@ -410,23 +220,14 @@ def diff_cmd(a: str, b: str, fmt: str, show_all: bool) -> int:
     A and B: a snapshot file, `image:NAME:TAG` (probed inside the image), or `python:PATH` (a live
     interpreter or environment). Exits 1 when a difference that breaks or changes results exists.
     """
-    differences = diff(_environment(a), _environment(b))
+    differences = diff(load_environment(a, DockerEngine), load_environment(b, DockerEngine))
     if fmt == "json":
         out.print(differences_json(differences, a, b), soft_wrap=True, markup=False)
     elif fmt == "markdown":
         out.print(differences_markdown(differences, a, b), soft_wrap=True, markup=False)
     else:
         out.print(differences_table(differences, a, b, cosmetic=show_all))
-    return EXIT_CHECK_FAILED if any(d.group == "breaks" for d in differences) else EXIT_OK
-
-
-def _environment(spec: str) -> Environment:
-    kind, sep, rest = spec.partition(":")
-    if sep and kind == "image":
-        return image_environment(DockerEngine(), rest)
-    if sep and kind == "python":
-        return introspect.environment_of(introspect.resolve_interpreter(rest))
-    return snapshot.load(Path(spec)).environment
+    return EXIT_CHECK_FAILED if breaks(differences) else EXIT_OK
 
 
 @cli.command("schema")
@@ -439,36 +240,37 @@ def schema_cmd(what: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; return the exit code. Every EnvreproError becomes one line and a hint."""
+    """Run the CLI; return the exit code. SIGTERM and SIGHUP unwind like Ctrl-C (see `signals`)."""
     try:
-        result = cli.main(
-            args=list(argv) if argv is not None else None, prog_name="envrepro", standalone_mode=False
-        )
-    except click.exceptions.Abort:
-        _error_line("interrupted")
-        return 130
-    except KeyboardInterrupt:
-        _error_line("interrupted; files being written were left as they were")
-        return 130
-    except click.ClickException as exc:
-        ctx = getattr(exc, "ctx", None)
-        _error_line(exc.format_message(), f"see `{ctx.command_path} --help`" if ctx is not None else None)
-        return EXIT_USAGE
-    except EnvreproError as exc:
-        return _report_error(exc)
+        with terminate_on_signals():
+            result = cli.main(
+                args=list(argv) if argv is not None else None, prog_name="envrepro", standalone_mode=False
+            )
+    except (click.exceptions.Abort, click.ClickException, EnvreproError, KeyboardInterrupt) as exc:
+        return exit_code(exc)
     return result if isinstance(result, int) else EXIT_OK
 
 
-def _report_error(exc: EnvreproError) -> int:
-    _error_line(str(exc), exc.hint)
+def exit_code(exc: BaseException) -> int:
+    """The one exit policy: every way a command can end early becomes one line, a hint and a code."""
+    if isinstance(exc, click.exceptions.Abort) and isinstance(exc.__cause__, KeyboardInterrupt):
+        exc = exc.__cause__  # click turns Ctrl-C (and so Terminated) into Abort
+    if isinstance(exc, Terminated):
+        error_line(f"interrupted by {exc.name}; containers and temporary files were removed, "
+                   "files being written were left as they were")  # fmt: skip
+        return exc.exit_code
+    if isinstance(exc, (KeyboardInterrupt, click.exceptions.Abort)):
+        error_line("interrupted; files being written were left as they were")
+        return EXIT_INTERRUPTED
+    if isinstance(exc, click.ClickException):
+        ctx = getattr(exc, "ctx", None)
+        error_line(exc.format_message(), f"see `{ctx.command_path} --help`" if ctx is not None else None)
+        return EXIT_USAGE
+    if not isinstance(exc, EnvreproError):
+        raise exc  # not a way a command ends: a bug, with its traceback
+    error_line(str(exc), exc.hint)
     logging.getLogger(__name__).debug("details", exc_info=exc)
     return exc.exit_code
-
-
-def _error_line(message: str, hint: str | None = None) -> None:
-    err.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
-    if hint:
-        err.print(Text.assemble(("hint: ", "bold"), hint), soft_wrap=True)
 
 
 def run() -> None:

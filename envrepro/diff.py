@@ -8,7 +8,7 @@ The explanation of each kind is data (envrepro/data/differences.json), with its 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -54,6 +54,11 @@ def diff(before: Environment, after: Environment) -> tuple[Difference, ...]:
         *_system(before, after),
     ]
     return tuple(sorted(found, key=lambda d: (*d.rank, d.field)))
+
+
+def breaks(differences: Sequence[Difference]) -> bool:
+    """Whether any difference changes or breaks results (`envrepro diff` then exits 1)."""
+    return any(d.group == "breaks" for d in differences)
 
 
 def _make(kind: str, field: str, before: object, after: object) -> Difference:

@@ -25,11 +25,13 @@ from docker.types import Mount as SdkMount
 
 from envrepro.errors import EnvreproError
 from envrepro.probe.redact import redact_text
+from envrepro.signals import deferred_signals
 from envrepro.target import BuiltImage
 
 log = logging.getLogger(__name__)
 
 RUN_LABEL = "io.envrepro.run"  # on every container parity starts, so leftovers can be found
+RUN_ID_LABEL = "io.envrepro.run-id"  # plus $ENVREPRO_RUN_ID when set: one test run finds its own containers
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # colour codes pip and apt write into the build log
@@ -285,30 +287,33 @@ class DockerEngine:
         environment: Mapping[str, str] | None = None,
     ) -> RunResult:
 
+        container = None
         try:
-            container = self.client.containers.create(
-                image,
-                list(command),
-                mounts=[_docker_mount(m) for m in mounts],
-                network_disabled=network_disabled,
-                user=user,
-                mem_limit=mem_limit,
-                memswap_limit=mem_limit,  # no swap beyond the memory limit
-                environment=dict(environment or {}),
-                labels={RUN_LABEL: "parity"},
-                cap_drop=["ALL"],
-                security_opt=["no-new-privileges"],
-                pids_limit=512,
-                read_only=True,
-                tmpfs={"/tmp": "rw,size=512m"},  # noqa: S108 - the container's own tmpfs, not the host's
-            )
-        except APIError as exc:
-            raise EngineError(f"create a container from {image}", _short(exc)) from exc
-        try:
+            with deferred_signals():  # a signal arrives once `container` is known: the finally removes it
+                try:
+                    container = self.client.containers.create(
+                        image,
+                        list(command),
+                        mounts=[_docker_mount(m) for m in mounts],
+                        network_disabled=network_disabled,
+                        user=user,
+                        mem_limit=mem_limit,
+                        memswap_limit=mem_limit,  # no swap beyond the memory limit
+                        environment=dict(environment or {}),
+                        labels=_run_labels(),
+                        cap_drop=["ALL"],
+                        security_opt=["no-new-privileges"],
+                        pids_limit=512,
+                        read_only=True,
+                        tmpfs={"/tmp": "rw,size=512m"},  # noqa: S108 - the container's own tmpfs, not the host's
+                    )
+                except APIError as exc:
+                    raise EngineError(f"create a container from {image}", _short(exc)) from exc
             return _wait(container, timeout_s)
         finally:
-            with contextlib.suppress(APIError):
-                container.remove(force=True)  # also after a timeout, an error or Ctrl-C
+            if container is not None:
+                with contextlib.suppress(APIError):
+                    container.remove(force=True)  # also after a timeout, an error, Ctrl-C or SIGTERM
 
     def remove_image(self, ref: str) -> None:
 
@@ -340,6 +345,11 @@ def split_ref(ref: str) -> tuple[str, str]:
     if not sep or "/" in tag:
         return ref, "latest"
     return name, tag
+
+
+def _run_labels() -> dict[str, str]:
+    run_id = os.environ.get("ENVREPRO_RUN_ID", "")
+    return {RUN_LABEL: "parity", **({RUN_ID_LABEL: run_id} if run_id else {})}
 
 
 def _wait(container: Any, timeout_s: float) -> RunResult:

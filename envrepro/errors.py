@@ -255,3 +255,74 @@ class UnsafeValueError(EnvreproError):
         self.what = what
         self.value = value
         self.rule = rule
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Snapshot writing and reading, CLI values, signals (added with the record/CLI split)
+
+
+RAW_HINT = "--raw takes an .npz with raw.0, raw.1, ... (one per argument of the function) or one array"
+
+
+class PreprocessError(EnvreproError):
+    """The preprocessing function could not be imported or run on the raw samples."""
+
+    def __init__(self, function: str, kind: str, detail: str, output: Path | None = None) -> None:
+        note = f" ({output} left as it was)" if output is not None else ""
+        hint = RAW_HINT if kind == "raw" else "check that the function runs on the raw samples there"
+        super().__init__(f"preprocessing {function}: {detail}{note}", hint=hint)
+        self.function = function
+        self.kind = kind
+        self.detail = detail
+
+
+class ReferenceMismatchError(EnvreproError):
+    """A snapshot's reference files are not the ones it was written with (edited, or from another run)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(
+            f"{path}: its reference files do not match the snapshot ({reason})",
+            hint="record the snapshot and its references again with `envrepro snapshot`, "
+            "and copy or commit the file and its .ref directory together",
+        )
+        self.path = path
+        self.reason = reason
+
+
+class ImageRefError(EnvreproError):
+    """A value given as an image reference is not one (Docker's reference grammar)."""
+
+    def __init__(self, option: str, value: str, rule: str) -> None:
+        super().__init__(
+            f"{option} {value!r} is not a valid image reference: {rule}",
+            hint="e.g. myteam/model-serving:2024-06 (lowercase name; tag of letters, digits, '_', '.', '-')",
+        )
+        self.option = option
+        self.value = value
+        self.rule = rule
+
+
+class EnvironmentSpecError(EnvreproError):
+    """An environment to diff is not a snapshot file, `image:NAME:TAG` or `python:PATH`."""
+
+    def __init__(self, spec: str, reason: str) -> None:
+        super().__init__(
+            f"{spec!r}: {reason}",
+            hint="diff takes a snapshot file, image:NAME:TAG or python:PATH (an interpreter or environment)",
+        )
+        self.spec = spec
+        self.reason = reason
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived. Deliberately not an EnvreproError: like Ctrl-C it unwinds every stage
+    (each `finally` runs: containers and temporary files are removed) and ends with exit 128 + signum."""
+
+    def __init__(self, signum: int, name: str) -> None:
+        super().__init__(name)
+        self.signum = signum
+        self.name = name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

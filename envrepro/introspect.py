@@ -1,17 +1,16 @@
-"""Introspect a target interpreter: run the standard-library probe there and turn its record into a Snapshot.
+"""Introspect a target interpreter: run the standard-library probe there and return its raw record.
 
 The probe runs in the *target* environment, never in envrepro's own, so envrepro's dependencies cannot
 leak into the record. Secrets are redacted by the probe before anything is written, and again here.
+`record` turns the raw record into the typed Snapshot; `snapshot_file` writes it with its references.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import logging
 import os
-import shutil
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -19,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import envrepro
 from envrepro import proc
 from envrepro.data import numerics_env_names
 from envrepro.errors import (
@@ -29,25 +27,35 @@ from envrepro.errors import (
     InterpreterError,
     ModelError,
     ModelProblem,
+    PreprocessError,
     ProbeError,
 )
-from envrepro.fsutil import staged_file, write_atomic
 from envrepro.probe.redact import redact
-from envrepro.snapshot import (
-    Distribution,
-    Environment,
-    ModelRecord,
-    Origin,
-    PreprocessRecord,
-    Snapshot,
-)
+from envrepro.record import to_snapshot
+from envrepro.snapshot import Environment, Snapshot
+from envrepro.snapshot_file import reference_dir, write_snapshot
+
+__all__ = [  # PreprocessError, reference_dir and to_snapshot are re-exported for parity.py (their homes:
+    # errors.py, snapshot_file.py, record.py)
+    "PreprocessError",
+    "ProbeRequest",
+    "check_interpreter",
+    "check_models",
+    "check_preprocess",
+    "environment_of",
+    "preprocess_arg",
+    "probe",
+    "reference_dir",
+    "resolve_interpreter",
+    "take_snapshot",
+    "to_snapshot",
+]
 
 log = logging.getLogger(__name__)
 
 PROBE_DIR = Path(__file__).resolve().parent / "probe"
 PROBE_TIMEOUT_S = 1800.0
 MIN_TARGET_PYTHON = (3, 8)
-RAW_HINT = "--raw takes an .npz with raw.0, raw.1, ... (one per argument of the function) or one array"
 
 
 @dataclass(frozen=True)
@@ -99,7 +107,7 @@ def check_interpreter(python: Path) -> tuple[int, int]:
     try:
         done = proc.run([python, "-c", code], timeout=60)
     except CommandError as exc:
-        raise InterpreterError(str(python), f"it did not run Python ({_first_line(exc.stderr)})") from exc
+        raise InterpreterError(str(python), f"it did not run Python ({_last_line(exc.stderr)})") from exc
     parts = done.stdout.split()
     if len(parts) != 2 or not all(part.isdigit() for part in parts):
         raise InterpreterError(str(python), "it did not answer like a Python interpreter")
@@ -109,7 +117,8 @@ def check_interpreter(python: Path) -> tuple[int, int]:
     return version
 
 
-def _first_line(text: str) -> str:
+def _last_line(text: str) -> str:
+    """The last non-blank line of a command's output: where a Python traceback names its exception."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "no output"
 
@@ -128,6 +137,8 @@ def probe(request: ProbeRequest, workdir: Path) -> dict[str, Any]:
     """Run the probe in the target interpreter; return its (already redacted) raw record."""
     check_interpreter(request.python)
     check_models(request.models)
+    if request.inputs is not None and not request.inputs.is_file():
+        raise InputFileError(request.inputs, "no such inputs file", hint="--inputs takes an .npz file")
     check_preprocess(request.preprocess, request.raw)
     out = workdir / "record.json"
     refs = workdir / "refs"
@@ -209,147 +220,64 @@ def _run_probe(python: Path, argv: Sequence[str | os.PathLike[str]], out: Path) 
     if done.stderr.strip():
         log.debug("probe stderr:\n%s", done.stderr.strip())
     if not out.exists():
-        raise ProbeError(str(python), f"exit code {done.returncode}: {_first_line(done.stderr)}")
+        raise ProbeError(str(python), f"exit code {done.returncode}: {_last_line(done.stderr)}")
     if done.returncode != 0:
         log.warning(
             "the probe exited with %s after writing the environment record: %s",
             done.returncode,
-            _first_line(done.stderr),
+            _last_line(done.stderr),
         )
     record: dict[str, Any] = redact(json.loads(out.read_text(encoding="utf-8")))
     return record
 
 
-def to_snapshot(
-    record: Mapping[str, Any],
-    refs: Mapping[str, str],
-    now: dt.datetime | None = None,
-    preprocess_ref: str = "",
-) -> Snapshot:
-    """Build the typed Snapshot from a raw probe record; `refs` maps model path -> reference file name,
-    `preprocess_ref` names the preprocessing reference file."""
-    env = dict(record["environment"])
-    env["distributions"] = [_with_reproducibility(raw) for raw in env["distributions"]]
-    created = (now or dt.datetime.now(dt.timezone.utc)).replace(microsecond=0).isoformat()
-    models = [_model_record(raw, refs.get(raw["path"])) for raw in record.get("models", [])]
+def take_snapshot(request: ProbeRequest, output: Path) -> Snapshot:
+    """Probe the target, then write the snapshot and its reference files as a pair.
+
+    Only a complete record is written: a model or a preprocessing function that failed is raised as
+    ModelError / PreprocessError and `output` (with its references) is left as it was.
+    """
+    with tempfile.TemporaryDirectory(prefix="envrepro-probe-") as tmp:
+        record = probe(request, Path(tmp))
+        sources = _name_references(record, request, reference_dir(output).name)
+        snap = to_snapshot(record, _model_refs(sources), preprocess_ref=sources.get("", ("", Path()))[0])
+        _raise_failures(snap, output)
+        return write_snapshot(snap, output, dict(sources.values()))
+
+
+def _name_references(
+    record: dict[str, Any], request: ProbeRequest, ref_dir: str
+) -> dict[str, tuple[str, Path]]:
+    """Model path (or "" for preprocessing) -> (reference name in the snapshot, the probe's file).
+    Paths in the record become the ones the user gave."""
+    given = {str(model.absolute()): str(model) for model in request.models}
+    sources: dict[str, tuple[str, Path]] = {}
+    for raw in record.get("models", []):
+        raw["path"] = given.get(raw["path"], raw["path"])
+        if not raw.get("error"):
+            name = f"{ref_dir}/{Path(raw['path']).name}-{raw['file_sha256'][:12]}.npz"
+            sources[raw["path"]] = (name, Path(raw["npz"]))
     pre = record.get("preprocessing")
-    return Snapshot.model_validate(
-        {
-            "envrepro_version": envrepro.__version__,
-            "created_at": created,
-            "environment": env,
-            "models": models,
-            "preprocessing": None if pre is None else preprocess_record(pre, preprocess_ref),
-        }
-    )
+    if pre is not None and request.preprocess is not None and request.raw is not None:
+        pre["function"] = request.preprocess  # as given, not made absolute
+        if not pre.get("error"):
+            sources[""] = (f"{ref_dir}/preprocess-{_npz_digest(pre)[:12]}.npz", Path(pre["npz"]))
+        record["preprocessing"] = {**pre, "raw_from": "file:" + request.raw.name}
+        for raw in record.get("models", []):
+            if str(raw.get("inputs_from", "")).startswith("preprocess:"):
+                raw["inputs_from"] = "preprocess:" + request.preprocess
+    return sources
 
 
-def preprocess_record(raw: Mapping[str, Any], ref_file: str) -> PreprocessRecord:
-    """The typed preprocessing record from the probe's; `ref_file` names its reference file."""
-    if raw.get("error"):
-        error = {key: raw["error"][key] for key in ("kind", "detail")}
-        return PreprocessRecord.model_validate({"function": raw["function"], "error": error})
-    fields = {key: raw[key] for key in ("function", "source_sha256", "samples", "outputs", "arrays_sha256")}
-    return PreprocessRecord.model_validate({**fields, "file": ref_file, "raw_from": raw.get("raw_from", "")})
+def _model_refs(sources: Mapping[str, tuple[str, Path]]) -> dict[str, str]:
+    return {path: name for path, (name, _) in sources.items() if path}
 
 
 def _npz_digest(raw: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(raw["arrays_sha256"], sort_keys=True).encode()).hexdigest()
 
 
-class PreprocessError(EnvreproError):
-    """The preprocessing function could not be imported or run on the raw samples."""
-
-    def __init__(self, function: str, kind: str, detail: str, output: Path | None = None) -> None:
-        note = f" (the environment record was written to {output})" if output is not None else ""
-        hint = RAW_HINT if kind == "raw" else "check that the function runs on the raw samples there"
-        super().__init__(f"preprocessing {function}: {detail}{note}", hint=hint)
-        self.function = function
-        self.kind = kind
-        self.detail = detail
-
-
-_ORIGIN_ADVICE = {
-    "editable": "installed in editable mode from {url}: build a wheel of it (pip wheel) and publish it to "
-    "your index, then snapshot again",
-    "local": "installed from a local path ({url}): publish it to an index, or pass "
-    "--exclude {name} to build without it",
-    "vcs": "installed from a VCS URL ({url}, {detail}): publish a release to an index, or pass "
-    "--exclude {name} to build without it",
-    "url": "installed from a direct URL ({url}): publish it to an index, or pass --exclude {name}",
-    "unknown": "its installation record (direct_url.json) is unreadable: reinstall it from an index",
-}
-
-
-def _with_reproducibility(raw: Mapping[str, Any]) -> Distribution:
-    origin = Origin.model_validate(raw["origin"])
-    reason = ""
-    if origin.kind != "index":
-        reason = _ORIGIN_ADVICE[origin.kind].format(url=origin.url, detail=origin.detail, name=raw["name"])
-    return Distribution.model_validate({**raw, "reproducible": not reason, "reason": reason})
-
-
-def _model_record(raw: Mapping[str, Any], ref_file: str | None) -> ModelRecord:
-    if raw.get("error"):
-        error = {key: raw["error"][key] for key in ("kind", "detail")}
-        return ModelRecord(path=raw["path"], error=error)  # type: ignore[arg-type]
-    fields = {
-        key: raw[key]
-        for key in (
-            "format",
-            "file_sha256",
-            "saved_keras_version",
-            "architecture_sha256",
-            "weights_sha256",
-            "weights",
-            "inputs",
-            "outputs",
-        )
-    }
-    fields["input_preprocessing"] = raw.get("input_preprocessing")
-    reference = None
-    if ref_file is not None:
-        reference = {
-            "file": ref_file,
-            "arrays_sha256": raw["arrays_sha256"],
-            "samples": raw["samples"],
-            "seed": raw["seed"],
-            "inputs_from": raw.get("inputs_from", "generated"),
-        }
-    return ModelRecord.model_validate({"path": raw["path"], **fields, "reference": reference})
-
-
-def take_snapshot(request: ProbeRequest, output: Path) -> Snapshot:
-    """Probe the target, then write the snapshot and its reference files atomically (JSON last).
-
-    A model that failed to load is recorded with its error and raised as ModelError *after* the
-    environment record is safely written.
-    """
-    with tempfile.TemporaryDirectory(prefix="envrepro-probe-") as tmp:
-        record = probe(request, Path(tmp))
-        given = {str(model.absolute()): str(model) for model in request.models}
-        ref_dir = reference_dir(output)
-        sources: dict[str, Path] = {}
-        refs: dict[str, str] = {}
-        for raw in record.get("models", []):
-            raw["path"] = given.get(raw["path"], raw["path"])
-            if raw.get("error"):
-                continue
-            name = f"{ref_dir.name}/{Path(raw['path']).name}-{raw['file_sha256'][:12]}.npz"
-            refs[raw["path"]] = name
-            sources[name] = Path(raw["npz"])
-        pre, pre_ref = record.get("preprocessing"), ""
-        if pre is not None and request.preprocess is not None and request.raw is not None:
-            pre["function"] = request.preprocess  # as given, not made absolute
-            if not pre.get("error"):
-                pre_ref = f"{ref_dir.name}/preprocess-{_npz_digest(pre)[:12]}.npz"
-                sources[pre_ref] = Path(pre["npz"])
-            record["preprocessing"] = {**pre, "raw_from": "file:" + request.raw.name}
-            for raw in record.get("models", []):
-                if str(raw.get("inputs_from", "")).startswith("preprocess:"):
-                    raw["inputs_from"] = "preprocess:" + request.preprocess
-        snap = to_snapshot(record, refs, preprocess_ref=pre_ref)
-        write_snapshot(snap, output, sources)
+def _raise_failures(snap: Snapshot, output: Path) -> None:
     if snap.preprocessing is not None and snap.preprocessing.error is not None:
         failure = snap.preprocessing.error
         raise PreprocessError(snap.preprocessing.function, failure.kind, failure.detail, output)
@@ -357,22 +285,7 @@ def take_snapshot(request: ProbeRequest, output: Path) -> Snapshot:
         ModelProblem(model.path, model.error.kind, model.error.detail) for model in snap.models if model.error
     ]
     if failures:
-        raise ModelError(failures, note=f" (the environment record was written to {output})")
-    return snap
-
-
-def reference_dir(output: Path) -> Path:
-    """Where reference arrays live: next to the snapshot, `<name without .json>.ref/`."""
-    stem = output.name[: -len(".json")] if output.name.endswith(".json") else output.name
-    return output.with_name(stem + ".ref")
-
-
-def write_snapshot(snap: Snapshot, output: Path, sources: Mapping[str, Path]) -> None:
-    """Reference files first, each atomically; then the JSON, so a crash never leaves a dangling record."""
-    for relative, source in sorted(sources.items()):
-        with staged_file(output.parent / relative) as tmp:
-            shutil.copyfile(source, tmp)
-    write_atomic(output, snap.to_json())
+        raise ModelError(failures, note=f" ({output} left as it was)")
 
 
 def environment_of(python: Path) -> Environment:

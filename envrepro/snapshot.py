@@ -12,10 +12,11 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from envrepro import grammar
-from envrepro.errors import InputFileError, SnapshotFormatError
+from envrepro.errors import InputFileError, ReferenceMismatchError, SnapshotFormatError
+from envrepro.fsutil import files_sha256
 from envrepro.grammar import (
     ComputeCapability,
     Count,
@@ -265,6 +266,8 @@ class Snapshot(Frozen):
     environment: Environment
     models: tuple[ModelRecord, ...] = ()
     preprocessing: PreprocessRecord | None = None
+    # fsutil.files_sha256 of reference_files() as written; outside the digest (npz bytes vary per run)
+    references_sha256: Sha256 | None = Field(default=None, exclude=True)
 
     def digest(self) -> str:
         """sha256 of the document without its timestamp: equal for equal environments and models."""
@@ -274,7 +277,10 @@ class Snapshot(Frozen):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def to_json(self) -> str:
-        return json.dumps(self._dump(), indent=2, sort_keys=True) + "\n"
+        payload = self._dump()
+        if self.references_sha256 is not None:
+            payload["references_sha256"] = self.references_sha256
+        return json.dumps(payload, indent=2, sort_keys=True) + "\n"
 
     def _dump(self) -> dict[str, Any]:
         payload = self.model_dump(mode="json")
@@ -282,6 +288,13 @@ class Snapshot(Frozen):
         for model in payload["models"]:
             _drop_unset(model, _LATER_MODEL_FIELDS)
         return payload
+
+    def reference_files(self) -> tuple[str, ...]:
+        """The reference files, relative to the document's directory."""
+        files = [m.reference.file for m in self.models if m.reference is not None]
+        if self.preprocessing is not None and self.preprocessing.file:
+            files.append(self.preprocessing.file)
+        return tuple(files)
 
 
 def _drop_unset(payload: dict[str, Any], keys: tuple[str, ...]) -> None:
@@ -306,7 +319,17 @@ def load(path: Path) -> Snapshot:
         raise InputFileError(path, "no such snapshot", hint="run `envrepro snapshot` first") from exc
     except OSError as exc:
         raise InputFileError(path, exc.strerror or str(exc)) from exc
-    return parse(data, path)
+    return _check_references(parse(data, path), path)
+
+
+def _check_references(snap: Snapshot, path: Path) -> Snapshot:
+    """A snapshot that recorded its references' digest is read only with those very files (when present)."""
+    files = {name: path.parent / name for name in snap.reference_files()}
+    if snap.references_sha256 is None or not any(file.exists() for file in files.values()):
+        return snap  # references not copied along: parity says which one it misses
+    if files_sha256(files) != snap.references_sha256:
+        raise ReferenceMismatchError(path, "sha256 differs from references_sha256; edited, or another run's")
+    return snap
 
 
 def parse(data: str | bytes, path: Path) -> Snapshot:

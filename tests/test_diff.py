@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +94,21 @@ def test_numpy_major_breaks_and_other_numeric_libraries_may_change_results():
 def test_each_numerics_setting_is_classified(var, kind):
     found = diff(env(), env(env={var: "1"}))
     assert [d.kind for d in found] == [kind]
+
+
+@pytest.mark.parametrize("spec", ["image:", "python:", "python:  "])
+def test_an_image_or_python_with_nothing_after_the_colon_is_exit_2(cli, spec):
+    result = cli("diff", str(CASE), spec)
+    assert result.exit_code == 2
+    kind = spec.split(":")[0]
+    assert result.error_lines == [f"error: {spec!r}: nothing after '{kind}:' " + (
+        "(expected an image reference, e.g. image:myteam/model:1.0)" if kind == "image"
+        else "(expected an interpreter or an environment directory)")]  # fmt: skip
+    assert "hint: diff takes a snapshot file, image:NAME:TAG or python:PATH" in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_snapshot_diffed_with_itself_on_the_command_line_exits_0(cli):
+    result = cli("diff", str(CASE), str(CASE), "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["differences"] == []

@@ -35,7 +35,7 @@ from envrepro.target import Requirement as TargetRequirement
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = [*sorted((ROOT / "tests" / "cases").glob("*-snapshot/envrepro.lock.json"))]
-SOURCES.append(ROOT / "examples" / "tiny-model" / "envrepro.lock.json")
+SOURCES.append(ROOT / "examples" / "tiny-model" / "envrepro.snapshot.json")
 DOCUMENTS = {path.parent.name: json.loads(path.read_text(encoding="utf-8")) for path in SOURCES}
 HASH = "sha256:" + "0" * 64
 LOCK = Lock(text=f"six==1.17.0 \\\n    --hash={HASH}\n", requirements=())

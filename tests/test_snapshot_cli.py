@@ -57,7 +57,7 @@ def test_a_planted_token_appears_nowhere_in_the_output(cli, planted_python, tmp_
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
     monkeypatch.setenv("TF_XLA_FLAGS", f"--tf_xla_auto_jit=2 --note={HF_TOKEN}")
     monkeypatch.setenv("PIP_INDEX_URL", f"https://user:{GITHUB_TOKEN}@pypi.acme.dev/simple")
-    out = tmp_path / "envrepro.lock.json"
+    out = tmp_path / "envrepro.snapshot.json"
     result = cli("-vv", "snapshot", "--python", str(planted_python), "-o", str(out), "--show")
     assert result.exit_code == 0, result.stderr
     written = out.read_text()
@@ -164,25 +164,63 @@ def test_an_unwritable_output_is_one_clear_error(cli, plain_python, tmp_path, wh
     assert "Traceback" not in result.stderr
 
 
-def test_an_interrupted_snapshot_leaves_the_previous_file_intact(plain_python, tmp_path):
-    out = tmp_path / "envrepro.lock.json"
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+)
+def test_an_interrupted_snapshot_leaves_the_previous_file_intact(plain_python, tmp_path, signum, code):
+    out = tmp_path / "envrepro.snapshot.json"
     out.write_text('{"previous": true}\n')
     slow = _script(tmp_path / "slowpython", f'#!/bin/sh\nsleep 10\nexec {plain_python} "$@"\n')
+    temp = tmp_path / "tmp"
+    temp.mkdir()
     proc = subprocess.Popen(
         [sys.executable, "-m", "envrepro", "snapshot", "--python", str(slow), "-o", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=tmp_path,
+        env={**os.environ, "TMPDIR": str(temp)},
     )
-    time.sleep(2)
-    proc.send_signal(signal.SIGINT)
+    for _ in range(300):  # wait for the probe's temporary directory (not a time limit on the code)
+        if any(temp.iterdir()):
+            break
+        time.sleep(0.1)
+    assert any(temp.iterdir()), "the probe never started"
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == code
     assert out.read_text() == '{"previous": true}\n'
     assert "interrupted" in stderr
     assert "Traceback" not in stderr
-    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith((".tmp", ".lock"))] == []
+    assert list(temp.iterdir()) == []  # the probe's temporary directory was removed on the way out
+
+
+def test_a_model_that_fails_leaves_the_previous_snapshot_and_references_byte_identical(
+    cli, plain_python, tmp_path
+):
+    out = tmp_path / "s.json"
+    out.write_bytes(b'{"previous": "good"}\n')
+    (tmp_path / "s.ref").mkdir()
+    (tmp_path / "s.ref" / "model.h5-000000000000.npz").write_bytes(b"previous reference")
+    model = _file(tmp_path / "model.h5")  # no TensorFlow in the plain environment: the model cannot load
+    result = cli("snapshot", "--python", str(plain_python), "--model", str(model), "-o", str(out))
+    assert result.exit_code == 2
+    assert len(result.error_lines) == 1
+    assert result.error_lines[0].endswith(f"({out} left as it was)")
+    assert out.read_bytes() == b'{"previous": "good"}\n'
+    assert [p.name for p in (tmp_path / "s.ref").iterdir()] == ["model.h5-000000000000.npz"]
+    assert (tmp_path / "s.ref" / "model.h5-000000000000.npz").read_bytes() == b"previous reference"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.h5", "s.json", "s.ref"]
+
+
+def test_the_default_output_is_envrepro_snapshot_json(cli, plain_python, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("snapshot", "--python", str(plain_python))
+    assert result.exit_code == 0, result.stderr
+    assert "wrote envrepro.snapshot.json" in result.stderr
+    assert snapshot_mod.load(tmp_path / "envrepro.snapshot.json").environment.tensorflow is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["envrepro.snapshot.json"]
 
 
 def test_show_summarises_a_snapshot_and_rejects_a_broken_one(cli, plain_python, tmp_path):
@@ -222,3 +260,14 @@ def test_unknown_option_is_a_usage_error_with_exit_2(cli):
     assert len(result.error_lines) == 1
     assert result.error_lines[0].startswith("error: No such option")
     assert os.linesep.join(result.stderr.splitlines()).count("hint:") == 1
+
+
+def test_a_missing_inputs_file_is_one_clear_error(cli, plain_python, tmp_path):
+    missing = tmp_path / "inputs.npz"
+    result = cli(
+        "snapshot", "--python", str(plain_python), "--inputs", str(missing), "-o", str(tmp_path / "s.json")
+    )
+    assert result.exit_code == 2
+    assert result.error_lines == [f"error: {missing}: no such inputs file"]
+    assert "hint: --inputs takes an .npz file" in result.stderr
+    assert not (tmp_path / "s.json").exists()

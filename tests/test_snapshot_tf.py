@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ def _pip_list(python: Path) -> dict[str, str]:
 
 
 def test_snapshot_names_exact_tf_keras_numpy_and_every_distribution(cli, tf_python, tmp_path):
-    out = tmp_path / "envrepro.lock.json"
+    out = tmp_path / "envrepro.snapshot.json"
     result = cli("snapshot", "--python", str(tf_python), "-o", str(out))
     assert result.exit_code == 0, result.stderr
     snap = snapshot_mod.load(out)
@@ -63,7 +64,7 @@ def test_tf215_snapshot_says_keras_2(cli, tf215_python, tmp_path):
 
 
 def test_models_in_every_format_get_fingerprints_and_reference_outputs(cli, tf_python, tf_models, tmp_path):
-    out = tmp_path / "envrepro.lock.json"
+    out = tmp_path / "envrepro.snapshot.json"
     models = [tf_models / "dense.h5", tf_models / "dense.keras", tf_models / "dense_savedmodel"]
     args = [arg for model in models for arg in ("--model", str(model))]
     result = cli("snapshot", "--python", str(tf_python), *args, "-o", str(out))
@@ -151,21 +152,48 @@ def test_user_inputs_are_used_instead_of_generated_ones(cli, tf_python, tf_model
     assert reference.inputs_from == "file:inputs.npz"
 
 
-def test_truncated_h5_is_one_clear_error_and_the_environment_record_is_kept(
+def test_truncated_h5_is_one_clear_error_and_the_previous_snapshot_is_kept_byte_identical(
     cli, tf_python, tf_models, tmp_path
 ):
     out = tmp_path / "s.json"
+    good = cli("snapshot", "--python", str(tf_python), "--model", str(tf_models / "dense.h5"), "-o", str(out))
+    assert good.exit_code == 0, good.stderr
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     result = cli(
         "snapshot", "--python", str(tf_python), "--model", str(tf_models / "truncated.h5"), "-o", str(out)
     )
     assert result.exit_code == 2
     assert len(result.error_lines) == 1
     assert "truncated or corrupt" in result.error_lines[0]
+    assert result.error_lines[0].endswith(f"({out} left as it was)")
     assert "Traceback" not in result.stderr
-    snap = snapshot_mod.load(out)
-    assert snap.environment.tensorflow is not None
-    assert snap.models[0].error is not None
-    assert snap.models[0].error.kind == "corrupt"
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before  # the JSON and its references, byte for byte; no temporary file left
+    assert snapshot_mod.load(out).models[0].path == str(tf_models / "dense.h5")
+
+
+def test_two_snapshots_written_at_once_to_one_output_leave_a_consistent_pair(tf_python, tf_models, tmp_path):
+    out = tmp_path / "s.json"
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "envrepro", "snapshot", "--python", str(tf_python), "--samples", "8",
+             "--model", str(tf_models / "dense.h5"), "--seed", str(seed), "-o", str(out)],
+            stderr=subprocess.PIPE, text=True,
+        )
+        for seed in (1, 2)
+    ]  # fmt: skip
+    for run in runs:
+        _, stderr = run.communicate()
+        assert run.returncode == 0, stderr
+    snap = snapshot_mod.load(out)  # its recorded references digest matches the files on disk
+    assert snap.references_sha256 is not None
+    reference = snap.models[0].reference
+    assert reference is not None
+    assert reference.seed in (1, 2)
+    with np.load(out.parent / reference.file) as data:  # the arrays are the ones this JSON recorded
+        assert {key: array_digest(data[key]) for key in data.files} == reference.arrays_sha256
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json", "s.ref"]
+    assert [p.name for p in (tmp_path / "s.ref").iterdir()] == [Path(reference.file).name]
 
 
 def test_custom_layer_needs_custom_objects_and_loads_with_them(cli, tf_python, tf_models, tmp_path):

@@ -17,10 +17,10 @@ CASES = Path(__file__).parent / "cases"
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = [
     *sorted(CASES.glob("*/envrepro.lock.json")),
-    ROOT / "examples" / "tiny-model" / "envrepro.lock.json",
+    ROOT / "examples" / "tiny-model" / "envrepro.snapshot.json",
 ]
 CPU = CASES / "tf221-cpu-snapshot" / "envrepro.lock.json"
-TINY = ROOT / "examples" / "tiny-model" / "envrepro.lock.json"
+TINY = ROOT / "examples" / "tiny-model" / "envrepro.snapshot.json"
 
 
 def document(path: Path = CPU) -> dict[str, Any]:

@@ -154,7 +154,7 @@ class Replay:
 
     def setup_python(self, call: gha.ActionCall) -> dict[str, str]:
         # empty input: the job sets up the snapshot's Python major.minor (the lock resolves with it)
-        snapshot = json.loads((EXAMPLE / "envrepro.lock.json").read_text(encoding="utf-8"))
+        snapshot = json.loads((EXAMPLE / "envrepro.snapshot.json").read_text(encoding="utf-8"))
         minor = ".".join(snapshot["environment"]["python"]["version"].split(".")[:2])
         assert call.with_["python-version"] == (self.inputs["python-version"] or minor)
         bin_dir = call.runner_temp / "setup-python" / "bin"

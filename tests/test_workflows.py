@@ -457,7 +457,7 @@ def test_the_example_repository_is_complete() -> None:
     """What the example's caller workflow needs is there: the snapshot, its reference outputs, the models
     (tests/test_workflow_replay.py runs the workflow on it)."""
     example = ROOT / "examples" / "tiny-model"
-    snapshot = json.loads((example / "envrepro.lock.json").read_text(encoding="utf-8"))
+    snapshot = json.loads((example / "envrepro.snapshot.json").read_text(encoding="utf-8"))
     models = {model["path"]: model for model in snapshot["models"]}
     assert set(models) == {"model.keras", "model.h5"}
     for path, model in models.items():
