@@ -147,37 +147,57 @@ def parity_table(report: ParityReport) -> RenderableType:
     return Group(*parts)
 
 
-def _outputs_table(title: str, outputs: Sequence[OutputResult]) -> Table:
-    table = Table(
-        title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
-    )
-    for column in (
-        "output",
-        "shape",
-        "max abs",
-        "mean abs",
-        "max rel",
-        "ulp",
-        "min atol",
-        "argmax",
-        "result",
-    ):
-        # names and failure reasons wrap instead of being cut (CI logs are often 80 columns wide)
-        wraps = column in ("output", "result")
-        table.add_column(column, overflow="fold", no_wrap=not wraps, min_width=len(column) if wraps else None)
-    for out in outputs:
-        table.add_row(
-            out.name,
-            "x".join(map(str, out.candidate_shape)),
-            _num(out.max_abs_error),
-            _num(out.mean_abs_error),
-            _num(out.max_rel_error),
-            _num(out.max_ulp, "d") if out.max_ulp is not None else "—",
-            _num(out.min_passing_atol),
-            _num(out.argmax_agreement, ".1%") if out.argmax_agreement is not None else "—",
-            Text("pass", style="green") if out.passed else Text(f"FAIL: {out.reason}", style="red"),
-        )
+NAME_WIDTH = 56  # the widest output name shown on one line; 80 columns minus number, shape and verdict
+_NUMBER_COLUMNS = ("max abs", "mean abs", "max rel", "ulp", "min atol", "argmax")
+
+
+def _outputs_table(title: str, outputs: Sequence[OutputResult]) -> Group:
+    """Narrow tables keyed by row number, so that at 80 columns no name or number is ever cut: what each
+    output is (name, shape, verdict), its numbers, then each failure's reason as a wrapped line."""
+    reasons = [
+        Text.assemble((f"{index} {out.name}: FAIL", "red"), f" — {out.reason}")
+        for index, out in enumerate(outputs, 1)
+        if not out.passed
+    ]
+    return Group(Text(title), _verdicts_table(outputs), _numbers_table(outputs), *reasons, Text(""))
+
+
+def _narrow_table() -> Table:
+    return Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False)
+
+
+def _verdicts_table(outputs: Sequence[OutputResult]) -> Table:
+    table = _narrow_table()
+    table.add_column("#", justify="right", no_wrap=True)
+    longest = max((len(out.name) for out in outputs), default=0)
+    table.add_column("output", min_width=min(longest, NAME_WIDTH), overflow="fold")
+    table.add_column("shape", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    for index, out in enumerate(outputs, 1):
+        verdict = Text("pass", style="green") if out.passed else Text("FAIL", style="red")
+        table.add_row(str(index), out.name, "x".join(map(str, out.candidate_shape)), verdict)
     return table
+
+
+def _numbers_table(outputs: Sequence[OutputResult]) -> Table:
+    table = _narrow_table()
+    table.add_column("#", justify="right", no_wrap=True)
+    for column in _NUMBER_COLUMNS:
+        table.add_column(column, justify="right", no_wrap=True)
+    for index, out in enumerate(outputs, 1):
+        table.add_row(str(index), *_numbers(out))
+    return table
+
+
+def _numbers(out: OutputResult) -> tuple[str, ...]:
+    return (
+        _num(out.max_abs_error),
+        _num(out.mean_abs_error),
+        _num(out.max_rel_error),
+        _num(out.max_ulp, "d") if out.max_ulp is not None else "—",
+        _num(out.min_passing_atol),
+        _num(out.argmax_agreement, ".1%") if out.argmax_agreement is not None else "—",
+    )
 
 
 def parity_markdown(report: ParityReport) -> str:
@@ -311,26 +331,36 @@ _GROUP_TITLE = {
 
 
 def differences_table(differences: Sequence[Difference], a: str, b: str, *, cosmetic: bool) -> RenderableType:
-    """One table per group, most consequential first; A and B are named once above (paths are long)."""
+    """One table per group, most consequential first; A and B are named once above (paths are long).
+    Why a difference matters is a numbered note under its table, so the table stays narrow at 80 columns."""
     if not differences:
         return Text(f"no differences between {a} and {b}", style="green")
     parts: list[RenderableType] = [Text(f"A: {a}\nB: {b}")]
     for group in ("breaks", "may", "cosmetic"):
         rows = [d for d in differences if d.group == group]
-        if not rows or (group == "cosmetic" and not cosmetic):
-            continue
-        style = {"breaks": "bold red", "may": "bold yellow", "cosmetic": "dim"}[group]
-        table = Table(title=f"{_GROUP_TITLE[group]} ({len(rows)})", title_justify="left", title_style=style)
-        for column in ("what", "A", "B"):
-            table.add_column(column, overflow="fold")
-        table.add_column("why it matters", overflow="fold", ratio=1)
-        for d in rows:
-            table.add_row(d.field, d.before, d.after, d.why)
-        parts.append(table)
+        if rows and (group != "cosmetic" or cosmetic):
+            parts += _group_table(group, rows)
     hidden = 0 if cosmetic else sum(d.group == "cosmetic" for d in differences)
     if hidden:
         parts.append(Text(f"{hidden} cosmetic differences not shown (--all shows them)", style="dim"))
     return Group(*parts)
+
+
+def _group_table(group: str, rows: Sequence[Difference]) -> list[RenderableType]:
+    style = {"breaks": "bold red", "may": "bold yellow", "cosmetic": "dim"}[group]
+    table = Table(title=f"{_GROUP_TITLE[group]} ({len(rows)})", title_justify="left", title_style=style)
+    notes = list(dict.fromkeys(d.why for d in rows))
+    cells = [(d.field, d.before, d.after, f"[{notes.index(d.why) + 1}]") for d in rows]
+    for index, column in enumerate(("what", "A", "B", "why")):
+        table.add_column(column, overflow="fold", min_width=_longest_word([c[index] for c in cells]))
+    for row in cells:
+        table.add_row(*row)
+    return [table, *(Text(f"[{number}] {why}", style="dim") for number, why in enumerate(notes, 1))]
+
+
+def _longest_word(texts: Sequence[str], cap: int = 24) -> int:
+    """The width that lets rich wrap these texts between words without cutting one (up to `cap`)."""
+    return min(max((len(word) for text in texts for word in text.split()), default=1), cap)
 
 
 def differences_markdown(differences: Sequence[Difference], a: str, b: str) -> str:
