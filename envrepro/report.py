@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
 from rich import box
@@ -12,8 +11,20 @@ from rich.table import Table
 from rich.text import Text
 
 from envrepro.diff import Difference
+from envrepro.junit import number, parity_junit
 from envrepro.parity_model import OutputResult, ParityReport
-from envrepro.snapshot import Distribution, Environment, GpuInfo, ModelRecord, Snapshot
+from envrepro.snapshot import Distribution, Environment, GpuInfo, ModelRecord, Snapshot, TensorSpec
+
+__all__ = [
+    "differences_json",
+    "differences_markdown",
+    "differences_table",
+    "parity_json",
+    "parity_junit",
+    "parity_markdown",
+    "parity_table",
+    "snapshot_summary",
+]
 
 
 def snapshot_summary(snap: Snapshot, path: str) -> RenderableType:
@@ -89,35 +100,36 @@ def _not_reproducible(dists: Sequence[Distribution]) -> RenderableType:
 
 
 def _models(models: tuple[ModelRecord, ...]) -> RenderableType:
-    table = Table(title="Models", title_justify="left")
-    for column in ("model", "format", "inputs", "outputs", "weights", "reference"):
-        table.add_column(column)
-    for model in models:
-        if model.error:
-            table.add_row(
-                model.path, Text(f"error: {model.error.kind}", style="red"), model.error.detail, "", "", ""
-            )
-            continue
-        inputs = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in model.inputs)
-        outputs = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in model.outputs)
-        ref = f"{model.reference.samples} samples → {model.reference.file}" if model.reference else "none"
-        table.add_row(
-            model.path,
-            model.format or "",
-            inputs,
-            outputs,
-            f"{len(model.weights)} tensors, sha256 {model.weights_sha256[:12]}",
-            ref,
-        )
+    """One small key/value table per model: at 80 columns, a wide table would cut paths and shapes."""
+    return Group(Text("Models", style="bold"), *(_model_table(model) for model in models))
+
+
+def _model_table(model: ModelRecord) -> Table:
+    table = Table(title=model.path, show_header=False, title_justify="left", box=None, pad_edge=False)
+    table.add_column("what", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    if model.error:
+        table.add_row(Text(f"error: {model.error.kind}", style="red"), model.error.detail)
+        return table
+    ref = f"{model.reference.samples} samples → {model.reference.file}" if model.reference else "none"
+    for key, value in (
+        ("format", model.format or ""),
+        ("inputs", "; ".join(_tensor_spec(s) for s in model.inputs)),
+        ("outputs", "; ".join(_tensor_spec(s) for s in model.outputs)),
+        ("weights", f"{len(model.weights)} tensors, sha256 {model.weights_sha256[:12]}"),
+        ("reference", ref),
+    ):
+        table.add_row(key, value)
     return table
+
+
+def _tensor_spec(spec: TensorSpec) -> str:
+    dims = ", ".join("None" if d is None else str(d) for d in spec.shape)
+    return f"{spec.name} ({dims}) {spec.dtype}"
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Parity reports: terminal, Markdown (pull-request comment / step summary), JUnit XML, JSON
-
-
-def _num(value: float | None, spec: str = ".3g") -> str:
-    return "—" if value is None else format(value, spec)
 
 
 def parity_table(report: ParityReport) -> RenderableType:
@@ -191,12 +203,12 @@ def _numbers_table(outputs: Sequence[OutputResult]) -> Table:
 
 def _numbers(out: OutputResult) -> tuple[str, ...]:
     return (
-        _num(out.max_abs_error),
-        _num(out.mean_abs_error),
-        _num(out.max_rel_error),
-        _num(out.max_ulp, "d") if out.max_ulp is not None else "—",
-        _num(out.min_passing_atol),
-        _num(out.argmax_agreement, ".1%") if out.argmax_agreement is not None else "—",
+        number(out.max_abs_error),
+        number(out.mean_abs_error),
+        number(out.max_rel_error),
+        number(out.max_ulp, "d") if out.max_ulp is not None else "—",
+        number(out.min_passing_atol),
+        number(out.argmax_agreement, ".1%") if out.argmax_agreement is not None else "—",
     )
 
 
@@ -248,72 +260,14 @@ def _outputs_markdown(outputs: Sequence[OutputResult]) -> list[str]:
     ]
     for out in outputs:
         result = "pass" if out.passed else f"**FAIL**: {out.reason}"
-        argmax = _num(out.argmax_agreement, ".1%") if out.argmax_agreement is not None else "—"
+        argmax = number(out.argmax_agreement, ".1%") if out.argmax_agreement is not None else "—"
         ulp = str(out.max_ulp) if out.max_ulp is not None else "—"
         lines.append(
-            f"| `{out.name}` | {'x'.join(map(str, out.candidate_shape))} | {_num(out.max_abs_error)} "
-            f"| {_num(out.mean_abs_error)} | {_num(out.max_rel_error)} | {ulp} "
-            f"| {_num(out.min_passing_atol)} | {argmax} | {out.atol:g} / {out.rtol:g} | {result} |"
+            f"| `{out.name}` | {'x'.join(map(str, out.candidate_shape))} | {number(out.max_abs_error)} "
+            f"| {number(out.mean_abs_error)} | {number(out.max_rel_error)} | {ulp} "
+            f"| {number(out.min_passing_atol)} | {argmax} | {out.atol:g} / {out.rtol:g} | {result} |"
         )
     return lines
-
-
-def parity_junit(report: ParityReport) -> str:
-    """JUnit XML: one test case per output and one for the model fingerprint."""
-    suite = ET.Element(
-        "testsuite",
-        {
-            "name": f"envrepro-parity:{report.model}",
-            "tests": str(len(report.outputs) + len(report.preprocessing) + 1),
-            "failures": str(
-                sum(not o.passed for o in (*report.outputs, *report.preprocessing))
-                + int(report.model_mismatch)
-            ),
-            "errors": "0",
-            "skipped": "0",
-            "time": f"{sum(report.timings.values()):.3f}",
-        },
-    )
-    props = ET.SubElement(suite, "properties")
-    for name, value in (
-        ("image", report.image),
-        ("snapshot_digest", report.snapshot_digest),
-        ("samples", str(report.samples)),
-    ):
-        ET.SubElement(props, "property", {"name": name, "value": value})
-    case = ET.SubElement(
-        suite, "testcase", {"classname": "envrepro.parity", "name": "model fingerprint", "time": "0"}
-    )
-    if report.model_mismatch:
-        failure = ET.SubElement(case, "failure", {"message": "model mismatch", "type": "ModelMismatch"})
-        failure.text = "\n".join(
-            f"{f.what}: {f.reference} recorded, {f.candidate} now" for f in report.fingerprints if not f.same
-        )
-    cases = [("preprocessing", "PreprocessingDiffers", o) for o in report.preprocessing]
-    cases += [("output", "ParityFailure", o) for o in report.outputs]
-    for label, kind, out in cases:
-        case = ET.SubElement(
-            suite, "testcase", {"classname": "envrepro.parity", "name": f"{label} {out.name}", "time": "0"}
-        )
-        if not out.passed:
-            failure = ET.SubElement(case, "failure", {"message": out.reason, "type": kind})
-            failure.text = (
-                f"max abs {_num(out.max_abs_error)}, max rel {_num(out.max_rel_error)}, "
-                f"smallest passing atol {_num(out.min_passing_atol)}\n"
-                + "\n".join(f"likely cause: {c.cause} ({c.evidence})" for c in report.likely_causes)
-            )
-    root = ET.Element(
-        "testsuites",
-        {
-            "name": "envrepro",
-            "tests": suite.get("tests", "0"),
-            "failures": suite.get("failures", "0"),
-            "errors": "0",
-        },
-    )
-    root.append(suite)
-    ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
 def parity_json(report: ParityReport) -> str:
