@@ -100,27 +100,28 @@ def _not_reproducible(dists: Sequence[Distribution]) -> RenderableType:
 
 
 def _models(models: tuple[ModelRecord, ...]) -> RenderableType:
-    """One small key/value table per model: at 80 columns, a wide table would cut paths and shapes."""
-    return Group(Text("Models", style="bold"), *(_model_table(model) for model in models))
+    """A few lines per model, not a wide table: at 80 columns a table would cut paths and shapes, while
+    lines wrap between words (a long path moves to a line of its own)."""
+    return Group(Text("Models", style="bold"), *(_model_lines(model) for model in models))
 
 
-def _model_table(model: ModelRecord) -> Table:
-    table = Table(title=model.path, show_header=False, title_justify="left", box=None, pad_edge=False)
-    table.add_column("what", style="bold", no_wrap=True)
-    table.add_column("value", overflow="fold")
+def _model_lines(model: ModelRecord) -> Group:
     if model.error:
-        table.add_row(Text(f"error: {model.error.kind}", style="red"), model.error.detail)
-        return table
-    ref = f"{model.reference.samples} samples → {model.reference.file}" if model.reference else "none"
-    for key, value in (
-        ("format", model.format or ""),
-        ("inputs", "; ".join(_tensor_spec(s) for s in model.inputs)),
-        ("outputs", "; ".join(_tensor_spec(s) for s in model.outputs)),
-        ("weights", f"{len(model.weights)} tensors, sha256 {model.weights_sha256[:12]}"),
-        ("reference", ref),
-    ):
-        table.add_row(key, value)
-    return table
+        rows = [(f"error: {model.error.kind}", model.error.detail)]
+    else:
+        ref = f"{model.reference.samples} samples → {model.reference.file}" if model.reference else "none"
+        rows = [
+            ("format", model.format or ""),
+            ("inputs", "; ".join(_tensor_spec(s) for s in model.inputs)),
+            ("outputs", "; ".join(_tensor_spec(s) for s in model.outputs)),
+            ("weights", f"{len(model.weights)} tensors, sha256 {model.weights_sha256[:12]}"),
+            ("reference", ref),
+        ]
+    style = "red" if model.error else "bold"
+    lines = [
+        Text.assemble(("  " + key.ljust(10), style if model.error else ""), " ", value) for key, value in rows
+    ]
+    return Group(Text(model.path, style="bold"), *lines)
 
 
 def _tensor_spec(spec: TensorSpec) -> str:
@@ -212,19 +213,34 @@ def _numbers(out: OutputResult) -> tuple[str, ...]:
     )
 
 
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell: one line, and a `|` that does not end the cell."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _code(text: str) -> str:
+    """A code span that holds any text (GFM: a pipe in a table needs its backslash even inside one)."""
+    fence = "``" if "`" in text else "`"
+    return f"{fence} {_cell(text)} {fence}" if fence == "``" else f"`{_cell(text)}`"
+
+
+def _row(*cells: str) -> str:
+    return "| " + " | ".join(_cell(cell) for cell in cells) + " |"
+
+
 def parity_markdown(report: ParityReport) -> str:
     icon = "✅" if report.passed else "❌"
     lines = [
-        f"## {icon} envrepro parity: `{report.model}`",
+        f"## {icon} envrepro parity: {_code(report.model)}",
         "",
-        f"**{report.summary}**",
+        f"**{_cell(report.summary)}**",
         "",
-        f"Image `{report.image}` · snapshot `{report.snapshot}` (`{report.snapshot_digest[:12]}`) · "
-        f"{report.samples} samples",
+        f"Image {_code(report.image)} · snapshot {_code(report.snapshot)} "
+        f"(`{report.snapshot_digest[:12]}`) · {report.samples} samples",
         "",
     ]
     if report.preprocessing:
-        lines += [f"### Preprocessing `{report.preprocess_function}` (raw samples → arrays)", ""]
+        lines += [f"### Preprocessing {_code(report.preprocess_function)} (raw samples → arrays)", ""]
         lines += _outputs_markdown(report.preprocessing)
         lines += ["", "### Model (recorded inputs → outputs)", ""]
     lines += _outputs_markdown(report.outputs)
@@ -236,7 +252,7 @@ def parity_markdown(report: ParityReport) -> str:
         )
     if report.likely_causes:
         lines += ["", "### Likely causes, most likely first", ""]
-        lines += [f"1. **{c.cause}** — {c.evidence}" for c in report.likely_causes]
+        lines += [f"1. **{_cell(c.cause)}** — {_cell(c.evidence)}" for c in report.likely_causes]
     relevant = [d for d in report.differences if d.group != "cosmetic"]
     if relevant:
         lines += [
@@ -246,9 +262,9 @@ def parity_markdown(report: ParityReport) -> str:
             "| group | what | training | image |",
             "|---|---|---|---|",
         ]
-        lines += [f"| {d.group} | {d.field} | {d.training} | {d.image} |" for d in relevant]
+        lines += [_row(d.group, d.field, d.training, d.image) for d in relevant]
     if report.warnings:
-        lines += ["", *[f"> ⚠️ {w}" for w in report.warnings]]
+        lines += ["", *[f"> ⚠️ {_cell(w)}" for w in report.warnings]]
     return "\n".join(lines) + "\n"
 
 
@@ -259,11 +275,11 @@ def _outputs_markdown(outputs: Sequence[OutputResult]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for out in outputs:
-        result = "pass" if out.passed else f"**FAIL**: {out.reason}"
+        result = "pass" if out.passed else f"**FAIL**: {_cell(out.reason)}"
         argmax = number(out.argmax_agreement, ".1%") if out.argmax_agreement is not None else "—"
         ulp = str(out.max_ulp) if out.max_ulp is not None else "—"
         lines.append(
-            f"| `{out.name}` | {'x'.join(map(str, out.candidate_shape))} | {number(out.max_abs_error)} "
+            f"| {_code(out.name)} | {'x'.join(map(str, out.candidate_shape))} | {number(out.max_abs_error)} "
             f"| {number(out.mean_abs_error)} | {number(out.max_rel_error)} | {ulp} "
             f"| {number(out.min_passing_atol)} | {argmax} | {out.atol:g} / {out.rtol:g} | {result} |"
         )
@@ -318,7 +334,7 @@ def _longest_word(texts: Sequence[str], cap: int = 24) -> int:
 
 
 def differences_markdown(differences: Sequence[Difference], a: str, b: str) -> str:
-    lines = [f"## envrepro diff: `{a}` → `{b}`", ""]
+    lines = [f"## envrepro diff: {_code(a)} → {_code(b)}", ""]
     if not differences:
         return "\n".join([*lines, "No differences.", ""])
     for group in ("breaks", "may", "cosmetic"):
@@ -328,12 +344,11 @@ def differences_markdown(differences: Sequence[Difference], a: str, b: str) -> s
         lines += [
             f"### {_GROUP_TITLE[group]} ({len(rows)})",
             "",
-            f"| what | `{a}` | `{b}` | why it matters |",
+            f"| what | {_code(a)} | {_code(b)} | why it matters |",
             "|---|---|---|---|",
         ]
         lines += [
-            f"| {d.field} | {d.before} | {d.after} | {d.why}" + (f" ({d.source})" if d.source else "") + " |"
-            for d in rows
+            _row(d.field, d.before, d.after, d.why + (f" ({d.source})" if d.source else "")) for d in rows
         ]
         lines.append("")
     return "\n".join(lines)
