@@ -15,30 +15,21 @@ from typing import Any, Dict, List, Optional
 
 try:
     from .digests import array_digest, fingerprint
-    from .failures import ModelProbeError, describe, trim
+    from .failures import ModelProbeError, describe
     from .inputs import make_inputs, read_inputs
     from .loaders import BATCH_SIZE, LoadedModel, load_model
     from .modelfile import file_digest
-    from .usermodule import import_user_module, load_custom_objects
+    from .usermodule import load_custom_objects
 except ImportError:  # run as a script: main.py put this directory on sys.path
     from digests import array_digest, fingerprint  # type: ignore[import-not-found,no-redef]
-    from failures import ModelProbeError, describe, trim  # type: ignore[import-not-found,no-redef]
+    from failures import ModelProbeError, describe  # type: ignore[import-not-found,no-redef]
     from inputs import make_inputs, read_inputs  # type: ignore[import-not-found,no-redef]
     from loaders import BATCH_SIZE, LoadedModel, load_model  # type: ignore[import-not-found,no-redef]
     from modelfile import file_digest  # type: ignore[import-not-found,no-redef]
-    from usermodule import import_user_module, load_custom_objects  # type: ignore[import-not-found,no-redef]
+    from usermodule import load_custom_objects  # type: ignore[import-not-found,no-redef]
 
 JsonDict = Dict[str, Any]
-_trim = trim  # the name preprocess.py imports
-__all__ = [
-    "BATCH_SIZE",
-    "ModelProbeError",
-    "_trim",
-    "array_digest",
-    "import_user_module",
-    "load_custom_objects",
-    "probe_model",
-]
+__all__ = ["BATCH_SIZE", "ModelProbeError", "array_digest", "load_custom_objects", "probe_model"]
 
 
 def _run(model: LoadedModel, arrays: List[Any]) -> List[Any]:
