@@ -110,10 +110,13 @@ def _distributions(a: Environment, b: Environment) -> Iterator[Difference]:
     va = {d.key: d.version for d in a.distributions}
     vb = {d.key: d.version for d in b.distributions}
     libs = numeric_libraries()
+    by_tf = ("tensorflow", "tensorflow-cpu") + (("keras",) if a.tensorflow and b.tensorflow else ())
     for key in sorted(set(va) | set(vb)):
-        if va.get(key) == vb.get(key) or key in ("tensorflow", "tensorflow-cpu", "keras"):
+        if va.get(key) == vb.get(key) or key in by_tf:  # what _tensorflow compares is not repeated
             continue
-        if key == "numpy":
+        if key == "keras":  # one side has no TensorFlow, so _tensorflow could not compare Keras
+            yield _make("keras_major", key, va.get(key), vb.get(key))
+        elif key == "numpy":
             yield _make(_numpy_kind(va.get(key), vb.get(key)), "numpy", va.get(key), vb.get(key))
         elif key in libs:
             yield _make("numeric_library", key, va.get(key), vb.get(key))

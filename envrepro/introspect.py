@@ -158,7 +158,7 @@ def probe(request: ProbeRequest, workdir: Path) -> dict[str, Any]:
         str(request.samples),
     ]
     for model in request.models:
-        argv += ["--model", model.absolute()]
+        argv += ["--model", model.absolute(), "--model-name", str(model)]
     if request.inputs is not None:
         argv += ["--inputs", request.inputs.absolute()]
     if request.custom_objects:

@@ -245,7 +245,15 @@ def _run_in_image(
         Mount(request.model.resolve(), model_target, read_only=True),
         Mount((request.snapshot_path.parent / record.reference.file).resolve(), REF_MOUNT, read_only=True),
     ]
-    args = ["--model", model_target, "--inputs", REF_MOUNT, "--outputs-only"]
+    args = [
+        "--model",
+        model_target,
+        "--model-name",
+        str(request.model),
+        "--inputs",
+        REF_MOUNT,
+        "--outputs-only",
+    ]
     if request.custom_objects:
         args += ["--custom-objects", _mount_custom_objects(request.custom_objects, mounts)]
     if request.unsafe_deserialization:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
 from rich import box
@@ -12,8 +11,20 @@ from rich.table import Table
 from rich.text import Text
 
 from envrepro.diff import Difference
+from envrepro.junit import number, parity_junit
 from envrepro.parity_model import OutputResult, ParityReport
-from envrepro.snapshot import Distribution, Environment, GpuInfo, ModelRecord, Snapshot
+from envrepro.snapshot import Distribution, Environment, GpuInfo, ModelRecord, Snapshot, TensorSpec
+
+__all__ = [
+    "differences_json",
+    "differences_markdown",
+    "differences_table",
+    "parity_json",
+    "parity_junit",
+    "parity_markdown",
+    "parity_table",
+    "snapshot_summary",
+]
 
 
 def snapshot_summary(snap: Snapshot, path: str) -> RenderableType:
@@ -89,30 +100,37 @@ def _not_reproducible(dists: Sequence[Distribution]) -> RenderableType:
 
 
 def _models(models: tuple[ModelRecord, ...]) -> RenderableType:
-    table = Table(title="Models", title_justify="left")
-    for column in ("model", "format", "inputs", "outputs", "weights", "reference"):
-        table.add_column(column)
-    for model in models:
-        if model.error:
-            table.add_row(
-                Text(model.path), Text(f"error: {model.error.kind}", style="red"), Text(model.error.detail)
-            )
-            continue
-        inputs = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in model.inputs)
-        outputs = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in model.outputs)
+    """A few lines per model, not a wide table: at 80 columns a table would cut paths and shapes, while
+    lines wrap between words (a long path moves to a line of its own)."""
+    return Group(Text("Models", style="bold"), *(_model_lines(model) for model in models))
+
+
+def _model_lines(model: ModelRecord) -> Group:
+    if model.error:
+        rows = [(f"error: {model.error.kind}", model.error.detail)]
+    else:
         ref = f"{model.reference.samples} samples → {model.reference.file}" if model.reference else "none"
-        weights = f"{len(model.weights)} tensors, sha256 {model.weights_sha256[:12]}"
-        cells = (model.path, model.format or "", inputs, outputs, weights, ref)
-        table.add_row(*(Text(cell) for cell in cells))
-    return table
+        rows = [
+            ("format", model.format or ""),
+            ("inputs", "; ".join(_tensor_spec(s) for s in model.inputs)),
+            ("outputs", "; ".join(_tensor_spec(s) for s in model.outputs)),
+            ("weights", f"{len(model.weights)} tensors, sha256 {model.weights_sha256[:12]}"),
+            ("reference", ref),
+        ]
+    style = "red" if model.error else "bold"
+    lines = [
+        Text.assemble(("  " + key.ljust(10), style if model.error else ""), " ", value) for key, value in rows
+    ]
+    return Group(Text(model.path, style="bold"), *lines)
+
+
+def _tensor_spec(spec: TensorSpec) -> str:
+    dims = ", ".join("None" if d is None else str(d) for d in spec.shape)
+    return f"{spec.name} ({dims}) {spec.dtype}"
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Parity reports: terminal, Markdown (pull-request comment / step summary), JUnit XML, JSON
-
-
-def _num(value: float | None, spec: str = ".3g") -> str:
-    return "—" if value is None else format(value, spec)
 
 
 def parity_table(report: ParityReport) -> RenderableType:
@@ -142,52 +160,87 @@ def parity_table(report: ParityReport) -> RenderableType:
     return Group(*parts)
 
 
-def _outputs_table(title: str, outputs: Sequence[OutputResult]) -> Table:
-    table = Table(
-        title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
-    )
-    for column in (
-        "output",
-        "shape",
-        "max abs",
-        "mean abs",
-        "max rel",
-        "ulp",
-        "min atol",
-        "argmax",
-        "result",
-    ):
-        # names and failure reasons wrap instead of being cut (CI logs are often 80 columns wide)
-        wraps = column in ("output", "result")
-        table.add_column(column, overflow="fold", no_wrap=not wraps, min_width=len(column) if wraps else None)
-    for out in outputs:
-        table.add_row(
-            out.name,
-            "x".join(map(str, out.candidate_shape)),
-            _num(out.max_abs_error),
-            _num(out.mean_abs_error),
-            _num(out.max_rel_error),
-            _num(out.max_ulp, "d") if out.max_ulp is not None else "—",
-            _num(out.min_passing_atol),
-            _num(out.argmax_agreement, ".1%") if out.argmax_agreement is not None else "—",
-            Text("pass", style="green") if out.passed else Text(f"FAIL: {out.reason}", style="red"),
-        )
+NAME_WIDTH = 56  # the widest output name shown on one line; 80 columns minus number, shape and verdict
+_NUMBER_COLUMNS = ("max abs", "mean abs", "max rel", "ulp", "min atol", "argmax")
+
+
+def _outputs_table(title: str, outputs: Sequence[OutputResult]) -> Group:
+    """Narrow tables keyed by row number, so that at 80 columns no name or number is ever cut: what each
+    output is (name, shape, verdict), its numbers, then each failure's reason as a wrapped line."""
+    reasons = [
+        Text.assemble((f"{index} {out.name}: FAIL", "red"), f" — {out.reason}")
+        for index, out in enumerate(outputs, 1)
+        if not out.passed
+    ]
+    return Group(Text(title), _verdicts_table(outputs), _numbers_table(outputs), *reasons, Text(""))
+
+
+def _narrow_table() -> Table:
+    return Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False)
+
+
+def _verdicts_table(outputs: Sequence[OutputResult]) -> Table:
+    table = _narrow_table()
+    table.add_column("#", justify="right", no_wrap=True)
+    longest = max((len(out.name) for out in outputs), default=0)
+    table.add_column("output", min_width=min(longest, NAME_WIDTH), overflow="fold")
+    table.add_column("shape", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    for index, out in enumerate(outputs, 1):
+        verdict = Text("pass", style="green") if out.passed else Text("FAIL", style="red")
+        table.add_row(str(index), out.name, "x".join(map(str, out.candidate_shape)), verdict)
     return table
+
+
+def _numbers_table(outputs: Sequence[OutputResult]) -> Table:
+    table = _narrow_table()
+    table.add_column("#", justify="right", no_wrap=True)
+    for column in _NUMBER_COLUMNS:
+        table.add_column(column, justify="right", no_wrap=True)
+    for index, out in enumerate(outputs, 1):
+        table.add_row(str(index), *_numbers(out))
+    return table
+
+
+def _numbers(out: OutputResult) -> tuple[str, ...]:
+    return (
+        number(out.max_abs_error),
+        number(out.mean_abs_error),
+        number(out.max_rel_error),
+        number(out.max_ulp, "d") if out.max_ulp is not None else "—",
+        number(out.min_passing_atol),
+        number(out.argmax_agreement, ".1%") if out.argmax_agreement is not None else "—",
+    )
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell: one line, and a `|` that does not end the cell."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _code(text: str) -> str:
+    """A code span that holds any text (GFM: a pipe in a table needs its backslash even inside one)."""
+    fence = "``" if "`" in text else "`"
+    return f"{fence} {_cell(text)} {fence}" if fence == "``" else f"`{_cell(text)}`"
+
+
+def _row(*cells: str) -> str:
+    return "| " + " | ".join(_cell(cell) for cell in cells) + " |"
 
 
 def parity_markdown(report: ParityReport) -> str:
     icon = "✅" if report.passed else "❌"
     lines = [
-        f"## {icon} envrepro parity: `{report.model}`",
+        f"## {icon} envrepro parity: {_code(report.model)}",
         "",
-        f"**{report.summary}**",
+        f"**{_cell(report.summary)}**",
         "",
-        f"Image `{report.image}` · snapshot `{report.snapshot}` (`{report.snapshot_digest[:12]}`) · "
-        f"{report.samples} samples",
+        f"Image {_code(report.image)} · snapshot {_code(report.snapshot)} "
+        f"(`{report.snapshot_digest[:12]}`) · {report.samples} samples",
         "",
     ]
     if report.preprocessing:
-        lines += [f"### Preprocessing `{report.preprocess_function}` (raw samples → arrays)", ""]
+        lines += [f"### Preprocessing {_code(report.preprocess_function)} (raw samples → arrays)", ""]
         lines += _outputs_markdown(report.preprocessing)
         lines += ["", "### Model (recorded inputs → outputs)", ""]
     lines += _outputs_markdown(report.outputs)
@@ -199,7 +252,7 @@ def parity_markdown(report: ParityReport) -> str:
         )
     if report.likely_causes:
         lines += ["", "### Likely causes, most likely first", ""]
-        lines += [f"1. **{c.cause}** — {c.evidence}" for c in report.likely_causes]
+        lines += [f"1. **{_cell(c.cause)}** — {_cell(c.evidence)}" for c in report.likely_causes]
     relevant = [d for d in report.differences if d.group != "cosmetic"]
     if relevant:
         lines += [
@@ -209,9 +262,9 @@ def parity_markdown(report: ParityReport) -> str:
             "| group | what | training | image |",
             "|---|---|---|---|",
         ]
-        lines += [f"| {d.group} | {d.field} | {d.training} | {d.image} |" for d in relevant]
+        lines += [_row(d.group, d.field, d.training, d.image) for d in relevant]
     if report.warnings:
-        lines += ["", *[f"> ⚠️ {w}" for w in report.warnings]]
+        lines += ["", *[f"> ⚠️ {_cell(w)}" for w in report.warnings]]
     return "\n".join(lines) + "\n"
 
 
@@ -222,73 +275,15 @@ def _outputs_markdown(outputs: Sequence[OutputResult]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for out in outputs:
-        result = "pass" if out.passed else f"**FAIL**: {out.reason}"
-        argmax = _num(out.argmax_agreement, ".1%") if out.argmax_agreement is not None else "—"
+        result = "pass" if out.passed else f"**FAIL**: {_cell(out.reason)}"
+        argmax = number(out.argmax_agreement, ".1%") if out.argmax_agreement is not None else "—"
         ulp = str(out.max_ulp) if out.max_ulp is not None else "—"
         lines.append(
-            f"| `{out.name}` | {'x'.join(map(str, out.candidate_shape))} | {_num(out.max_abs_error)} "
-            f"| {_num(out.mean_abs_error)} | {_num(out.max_rel_error)} | {ulp} "
-            f"| {_num(out.min_passing_atol)} | {argmax} | {out.atol:g} / {out.rtol:g} | {result} |"
+            f"| {_code(out.name)} | {'x'.join(map(str, out.candidate_shape))} | {number(out.max_abs_error)} "
+            f"| {number(out.mean_abs_error)} | {number(out.max_rel_error)} | {ulp} "
+            f"| {number(out.min_passing_atol)} | {argmax} | {out.atol:g} / {out.rtol:g} | {result} |"
         )
     return lines
-
-
-def parity_junit(report: ParityReport) -> str:
-    """JUnit XML: one test case per output and one for the model fingerprint."""
-    suite = ET.Element(
-        "testsuite",
-        {
-            "name": f"envrepro-parity:{report.model}",
-            "tests": str(len(report.outputs) + len(report.preprocessing) + 1),
-            "failures": str(
-                sum(not o.passed for o in (*report.outputs, *report.preprocessing))
-                + int(report.model_mismatch)
-            ),
-            "errors": "0",
-            "skipped": "0",
-            "time": f"{sum(report.timings.values()):.3f}",
-        },
-    )
-    props = ET.SubElement(suite, "properties")
-    for name, value in (
-        ("image", report.image),
-        ("snapshot_digest", report.snapshot_digest),
-        ("samples", str(report.samples)),
-    ):
-        ET.SubElement(props, "property", {"name": name, "value": value})
-    case = ET.SubElement(
-        suite, "testcase", {"classname": "envrepro.parity", "name": "model fingerprint", "time": "0"}
-    )
-    if report.model_mismatch:
-        failure = ET.SubElement(case, "failure", {"message": "model mismatch", "type": "ModelMismatch"})
-        failure.text = "\n".join(
-            f"{f.what}: {f.reference} recorded, {f.candidate} now" for f in report.fingerprints if not f.same
-        )
-    cases = [("preprocessing", "PreprocessingDiffers", o) for o in report.preprocessing]
-    cases += [("output", "ParityFailure", o) for o in report.outputs]
-    for label, kind, out in cases:
-        case = ET.SubElement(
-            suite, "testcase", {"classname": "envrepro.parity", "name": f"{label} {out.name}", "time": "0"}
-        )
-        if not out.passed:
-            failure = ET.SubElement(case, "failure", {"message": out.reason, "type": kind})
-            failure.text = (
-                f"max abs {_num(out.max_abs_error)}, max rel {_num(out.max_rel_error)}, "
-                f"smallest passing atol {_num(out.min_passing_atol)}\n"
-                + "\n".join(f"likely cause: {c.cause} ({c.evidence})" for c in report.likely_causes)
-            )
-    root = ET.Element(
-        "testsuites",
-        {
-            "name": "envrepro",
-            "tests": suite.get("tests", "0"),
-            "failures": suite.get("failures", "0"),
-            "errors": "0",
-        },
-    )
-    root.append(suite)
-    ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
 def parity_json(report: ParityReport) -> str:
@@ -306,30 +301,40 @@ _GROUP_TITLE = {
 
 
 def differences_table(differences: Sequence[Difference], a: str, b: str, *, cosmetic: bool) -> RenderableType:
-    """One table per group, most consequential first; A and B are named once above (paths are long)."""
+    """One table per group, most consequential first; A and B are named once above (paths are long).
+    Why a difference matters is a numbered note under its table, so the table stays narrow at 80 columns."""
     if not differences:
         return Text(f"no differences between {a} and {b}", style="green")
     parts: list[RenderableType] = [Text(f"A: {a}\nB: {b}")]
     for group in ("breaks", "may", "cosmetic"):
         rows = [d for d in differences if d.group == group]
-        if not rows or (group == "cosmetic" and not cosmetic):
-            continue
-        style = {"breaks": "bold red", "may": "bold yellow", "cosmetic": "dim"}[group]
-        table = Table(title=f"{_GROUP_TITLE[group]} ({len(rows)})", title_justify="left", title_style=style)
-        for column in ("what", "A", "B"):
-            table.add_column(column, overflow="fold")
-        table.add_column("why it matters", overflow="fold", ratio=1)
-        for d in rows:
-            table.add_row(d.field, d.before, d.after, d.why)
-        parts.append(table)
+        if rows and (group != "cosmetic" or cosmetic):
+            parts += _group_table(group, rows)
     hidden = 0 if cosmetic else sum(d.group == "cosmetic" for d in differences)
     if hidden:
         parts.append(Text(f"{hidden} cosmetic differences not shown (--all shows them)", style="dim"))
     return Group(*parts)
 
 
+def _group_table(group: str, rows: Sequence[Difference]) -> list[RenderableType]:
+    style = {"breaks": "bold red", "may": "bold yellow", "cosmetic": "dim"}[group]
+    table = Table(title=f"{_GROUP_TITLE[group]} ({len(rows)})", title_justify="left", title_style=style)
+    notes = list(dict.fromkeys(d.why for d in rows))
+    cells = [(d.field, d.before, d.after, f"[{notes.index(d.why) + 1}]") for d in rows]
+    for index, column in enumerate(("what", "A", "B", "why")):
+        table.add_column(column, overflow="fold", min_width=_longest_word([c[index] for c in cells]))
+    for row in cells:
+        table.add_row(*row)
+    return [table, *(Text(f"[{number}] {why}", style="dim") for number, why in enumerate(notes, 1))]
+
+
+def _longest_word(texts: Sequence[str], cap: int = 24) -> int:
+    """The width that lets rich wrap these texts between words without cutting one (up to `cap`)."""
+    return min(max((len(word) for text in texts for word in text.split()), default=1), cap)
+
+
 def differences_markdown(differences: Sequence[Difference], a: str, b: str) -> str:
-    lines = [f"## envrepro diff: `{a}` → `{b}`", ""]
+    lines = [f"## envrepro diff: {_code(a)} → {_code(b)}", ""]
     if not differences:
         return "\n".join([*lines, "No differences.", ""])
     for group in ("breaks", "may", "cosmetic"):
@@ -339,12 +344,11 @@ def differences_markdown(differences: Sequence[Difference], a: str, b: str) -> s
         lines += [
             f"### {_GROUP_TITLE[group]} ({len(rows)})",
             "",
-            f"| what | `{a}` | `{b}` | why it matters |",
+            f"| what | {_code(a)} | {_code(b)} | why it matters |",
             "|---|---|---|---|",
         ]
         lines += [
-            f"| {d.field} | {d.before} | {d.after} | {d.why}" + (f" ({d.source})" if d.source else "") + " |"
-            for d in rows
+            _row(d.field, d.before, d.after, d.why + (f" ({d.source})" if d.source else "")) for d in rows
         ]
         lines.append("")
     return "\n".join(lines)

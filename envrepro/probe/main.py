@@ -26,6 +26,9 @@ def _parse(argv: "list[str]") -> argparse.Namespace:
     parser.add_argument("--env-names", default="", help="comma-separated numerics-relevant variables")
     parser.add_argument("--no-tensorflow", action="store_true", help="do not import TensorFlow")
     parser.add_argument("--model", action="append", default=[])
+    parser.add_argument(
+        "--model-name", action="append", default=[], help="how the user named each --model (for messages)"
+    )
     parser.add_argument("--inputs", default=None, help="an .npz of inputs used for every model")
     parser.add_argument("--ref-dir", default=None, help="where model-N.npz files are written")
     parser.add_argument("--seed", type=int, default=0)
@@ -77,39 +80,48 @@ def collect_preprocessing(args: argparse.Namespace) -> "dict[str, object]":
 def collect_models(args: argparse.Namespace) -> "list[dict[str, object]]":
     import modelprobe
 
-    records = []
+    shown = [_shown_as(args, index) for index in range(len(args.model))]
     try:
         custom = modelprobe.load_custom_objects(args.custom_objects)
     except modelprobe.ModelProbeError as exc:
-        return [{"path": path, "error": {"kind": exc.kind, "detail": exc.detail}} for path in args.model]
+        return [{"path": name, "error": {"kind": exc.kind, "detail": exc.detail}} for name in shown]
+    records = []
     for index, path in enumerate(args.model):
-        out_npz = os.path.join(args.ref_dir or ".", "model-%d.npz" % index)
-        try:
-            record = modelprobe.probe_model(
-                path,
-                out_npz,
-                args.inputs,
-                args.seed,
-                args.samples,
-                custom,
-                not args.unsafe_deserialization,
-                save_inputs=not args.outputs_only,
-            )
-            record.update({"path": path, "npz": out_npz, "error": None})
-        except modelprobe.ModelProbeError as exc:
-            record = {"path": path, "error": {"kind": exc.kind, "detail": exc.detail}}
-        except Exception as exc:  # noqa: BLE001 - never lose the environment record
-            detail = "%s: %s" % (type(exc).__name__, exc)
-            record = {
-                "path": path,
-                "error": {
-                    "kind": "probe_failed",
-                    "detail": detail,
-                    "traceback": traceback.format_exc(limit=5),
-                },
-            }
+        record = _collect_model(args, index, path, custom)
+        record["path"] = shown[index]
+        error = record.get("error")
+        if isinstance(error, dict) and path != shown[index]:  # name the model as the user did
+            error["detail"] = str(error["detail"]).replace(path, shown[index])
         records.append(record)
     return records
+
+
+def _shown_as(args: argparse.Namespace, index: int) -> str:
+    names = args.model_name
+    return str(names[index] if index < len(names) else args.model[index])
+
+
+def _collect_model(
+    args: argparse.Namespace, index: int, path: str, custom: "dict[str, object]"
+) -> "dict[str, object]":
+    import modelprobe
+
+    out_npz = os.path.join(args.ref_dir or ".", "model-%d.npz" % index)
+    safe_mode = not args.unsafe_deserialization
+    try:
+        record: "dict[str, object]" = modelprobe.probe_model(
+            path, out_npz, args.inputs, args.seed, args.samples, custom, safe_mode,
+            save_inputs=not args.outputs_only,
+        )  # fmt: skip
+        record.update({"npz": out_npz, "error": None})
+    except modelprobe.ModelProbeError as exc:
+        record = {"error": {"kind": exc.kind, "detail": exc.detail}}
+    except Exception as exc:  # noqa: BLE001 - never lose the environment record
+        detail = "%s: %s" % (type(exc).__name__, exc)
+        record = {
+            "error": {"kind": "probe_failed", "detail": detail, "traceback": traceback.format_exc(limit=5)}
+        }
+    return record
 
 
 def main(argv: "list[str]") -> int:

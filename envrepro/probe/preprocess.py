@@ -14,7 +14,14 @@ import inspect
 import os
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from modelprobe import ModelProbeError, _trim, array_digest, import_user_module  # type: ignore[import-not-found]
+try:
+    from .digests import array_digest
+    from .failures import ModelProbeError, trim
+    from .usermodule import import_user_module
+except ImportError:  # run as a script: main.py put this directory on sys.path
+    from digests import array_digest  # type: ignore[import-not-found,no-redef]
+    from failures import ModelProbeError, trim  # type: ignore[import-not-found,no-redef]
+    from usermodule import import_user_module  # type: ignore[import-not-found,no-redef]
 
 JsonDict = Dict[str, Any]
 
@@ -33,7 +40,7 @@ def load_function(spec: str) -> Tuple[Callable[..., Any], str]:
     try:
         module = import_user_module(module_name, "envrepro_preprocess")
     except Exception as exc:
-        detail = "cannot import %s: %s" % (module_name, _trim("%s: %s" % (type(exc).__name__, exc)))
+        detail = "cannot import %s: %s" % (module_name, trim("%s: %s" % (type(exc).__name__, exc)))
         raise ModelProbeError("preprocess", detail) from exc
     fn = getattr(module, function, None)
     if not callable(fn):
@@ -60,7 +67,7 @@ def read_raw(npz_path: str) -> List[Any]:
         with np.load(npz_path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
     except Exception as exc:
-        raise ModelProbeError("raw", "cannot read raw samples %s: %s" % (npz_path, _trim(str(exc)))) from exc
+        raise ModelProbeError("raw", "cannot read raw samples %s: %s" % (npz_path, trim(str(exc)))) from exc
     numbered = []  # type: List[Any]
     while "raw.%d" % len(numbered) in arrays:
         numbered.append(arrays["raw.%d" % len(numbered)])
@@ -94,7 +101,7 @@ def run_preprocess(spec: str, raw_npz: str, out_npz: str, save_raw: bool = True)
     try:
         named = _as_arrays(fn(*raw))
     except Exception as exc:
-        detail = "%s failed on the raw samples: %s" % (spec, _trim("%s: %s" % (type(exc).__name__, exc)))
+        detail = "%s failed on the raw samples: %s" % (spec, trim("%s: %s" % (type(exc).__name__, exc)))
         raise ModelProbeError("preprocess", detail) from exc
     for name, array in named:
         if array.dtype.kind not in "biufc":

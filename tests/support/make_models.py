@@ -2,7 +2,8 @@
 
 usage: python make_models.py OUTDIR
 Writes: dense.h5, dense.keras, dense_savedmodel/, dense_otherweights.h5 (same architecture, other
-weights), custom.h5 (needs a custom layer from custom_layers.py), lambda.keras (needs unsafe
+weights), custom.h5 and custom_seq.keras (need a custom layer from custom_layers.py), lambda.h5,
+lambda.keras and lambda_savedmodel/ (a Lambda layer holding Python code: the Keras formats need unsafe
 deserialization), truncated.h5 (the first half of dense.h5), cnn.keras (a small CNN).
 """
 
@@ -53,9 +54,16 @@ def main(outdir: str) -> None:
     inputs = keras.Input((4,), name="x")
     keras.Model(inputs, Scale(3.0, name="scale")(inputs)).save(os.path.join(outdir, "custom.h5"))
 
+    custom_seq = keras.Sequential(
+        [keras.Input((4,), name="x"), Scale(2.0, name="scale"), keras.layers.Dense(2)]
+    )
+    custom_seq.save(os.path.join(outdir, "custom_seq.keras"))
+
     inputs = keras.Input((4,), name="x")
     lam = keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2.0, name="double")(inputs))
     lam.save(os.path.join(outdir, "lambda.keras"))
+    lam.save(os.path.join(outdir, "lambda.h5"))
+    export_savedmodel(lam, os.path.join(outdir, "lambda_savedmodel"))
 
     tf.random.set_seed(3)
     cnn = keras.Sequential(
