@@ -18,14 +18,14 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.text import Text
 
-from envrepro import __version__, introspect, snapshot
+from envrepro import __version__, introspect, options, runner, snapshot
 from envrepro.build import BuildRequest, BuildResult, build
-from envrepro.compare import Tolerance
 from envrepro.diff import diff
 from envrepro.engine import BuildEvent, DockerEngine
 from envrepro.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, EnvreproError
 from envrepro.fsutil import write_atomic
-from envrepro.parity import ParityRequest, image_environment, run_parity
+from envrepro.image_run import image_environment
+from envrepro.parity import ParityRequest, run_parity
 from envrepro.parity_model import ParityReport
 from envrepro.report import (
     differences_json,
@@ -38,6 +38,7 @@ from envrepro.report import (
     snapshot_summary,
 )
 from envrepro.snapshot import Environment
+from envrepro.tolerance import Tolerance, Tolerances
 
 DEFAULT_SNAPSHOT = "envrepro.lock.json"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -311,16 +312,26 @@ def _print_build(result: BuildResult) -> None:
     required=True,
     help="The model file or SavedModel directory recorded by `snapshot --model`.",
 )
-@click.option("--image", metavar="NAME:TAG", help="Image to run in (default: the tag `envrepro build` gave).")
+@click.option(
+    "--image",
+    type=options.ImageReference(),
+    metavar="NAME:TAG",
+    help="Image to run in (default: the tag `envrepro build` gave).",
+)
 @snapshot_option("The snapshot that holds the model's reference outputs.")
-@click.option("--atol", type=float, help="Absolute tolerance for every output (default: by dtype).")
-@click.option("--rtol", type=float, help="Relative tolerance for every output (default: by dtype).")
+@click.option(
+    "--atol", type=options.ToleranceValue(), help="Absolute tolerance for every output (default: by dtype)."
+)
+@click.option(
+    "--rtol", type=options.ToleranceValue(), help="Relative tolerance for every output (default: by dtype)."
+)
 @click.option(
     "--tolerance",
     "tolerances",
+    type=options.OutputTolerance(),
     multiple=True,
     metavar="OUTPUT=ATOL[,RTOL]",
-    help="Per-output tolerance override. Repeatable.",
+    help="Per-output tolerance override (OUTPUT: one of the model's outputs). Repeatable.",
 )
 @click.option("--report", type=click.Path(path_type=Path, dir_okay=False), help="Write the JSON report.")
 @click.option(
@@ -329,13 +340,24 @@ def _print_build(result: BuildResult) -> None:
 @click.option("--junit", type=click.Path(path_type=Path, dir_okay=False), help="Write a JUnit XML report.")
 @click.option("--custom-objects", metavar="MODULE|FILE.py", help="Module or file defining custom layers.")
 @click.option("--unsafe-deserialization", is_flag=True, help="Allow Keras unsafe deserialization.")
-@click.option("--timeout", type=click.FloatRange(1), default=600, show_default=True, help="Seconds.")
-@click.option("--memory", default="4g", show_default=True, help="Container memory limit.")
+@click.option("--timeout", type=options.Seconds(1), default="600", show_default=True, help="Seconds.")
+@click.option(
+    "--memory",
+    type=options.MemorySize(),
+    default="4g",
+    show_default=True,
+    help="Container memory limit (no swap beyond it), e.g. 4g or 512m.",
+)
+@click.option(
+    "--cpus",
+    type=options.Cpus(),
+    help=f"Container CPU limit [default: {runner.DEFAULT_CPUS:g}, or the engine's CPUs if fewer].",
+)
 @click.option(
     "--preprocess",
     metavar="MODULE:FUNCTION|FILE.py:FUNCTION",
     help="The preprocessing function to replay in the image (default: the one `snapshot --preprocess` "
-    "recorded). A FILE.py's directory is mounted read-only, so files it reads next to itself come along.",
+    "recorded). A FILE.py's directory is copied in read-only, so files it reads next to itself come along.",
 )
 def parity_cmd(
     *,
@@ -344,14 +366,15 @@ def parity_cmd(
     snapshot_path: Path,
     atol: float | None,
     rtol: float | None,
-    tolerances: tuple[str, ...],
+    tolerances: tuple[tuple[str, Tolerance], ...],
     report: Path | None,
     markdown: Path | None,
     junit: Path | None,
     custom_objects: str | None,
     unsafe_deserialization: bool,
     timeout: float,
-    memory: str,
+    memory: int,
+    cpus: float | None,
     preprocess: str | None,
 ) -> int:
     """Run the model inside the image on the reference inputs and compare with the training outputs.
@@ -362,13 +385,10 @@ def parity_cmd(
         snapshot_path=snapshot_path,
         model=model,
         image=image,
-        atol=atol,
-        rtol=rtol,
-        per_output=dict(_tolerance(spec) for spec in tolerances),
+        tolerances=Tolerances(atol=atol, rtol=rtol, per_output=dict(tolerances)),
         custom_objects=custom_objects,
         unsafe_deserialization=unsafe_deserialization,
-        timeout_s=timeout,
-        memory=memory,
+        limits=runner.Limits(timeout_s=timeout, memory_bytes=memory, cpus=cpus),
         preprocess=preprocess,
     )
     with err.status("running the model inside the image"):
@@ -376,19 +396,6 @@ def parity_cmd(
     _write_reports(result, report=report, markdown=markdown, junit=junit)
     out.print(parity_table(result))
     return EXIT_OK if result.verdict == "pass" else EXIT_CHECK_FAILED
-
-
-def _tolerance(spec: str) -> tuple[str, Tolerance]:
-    name, sep, values = spec.partition("=")
-    try:
-        atol, _, rtol = values.partition(",")
-        if not sep or not name:
-            raise ValueError(spec)
-        return name, Tolerance(atol=float(atol), rtol=float(rtol) if rtol else 0.0)
-    except ValueError:
-        raise EnvreproError(
-            f"--tolerance {spec!r} is not OUTPUT=ATOL[,RTOL]", hint="e.g. --tolerance logits=1e-4,1e-3"
-        ) from None
 
 
 def _write_reports(
@@ -423,7 +430,7 @@ def diff_cmd(a: str, b: str, fmt: str, show_all: bool) -> int:
 def _environment(spec: str) -> Environment:
     kind, sep, rest = spec.partition(":")
     if sep and kind == "image":
-        return image_environment(DockerEngine(), rest)
+        return image_environment(DockerEngine(), options.image_reference(rest, "image:"))
     if sep and kind == "python":
         return introspect.environment_of(introspect.resolve_interpreter(rest))
     return snapshot.load(Path(spec)).environment

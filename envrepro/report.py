@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
@@ -117,7 +118,7 @@ def _models(models: tuple[ModelRecord, ...]) -> RenderableType:
 
 
 def _num(value: float | None, spec: str = ".3g") -> str:
-    return "—" if value is None else format(value, spec)
+    return "—" if value is None or not math.isfinite(value) else format(value, spec)
 
 
 def parity_table(report: ParityReport) -> RenderableType:
