@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from conftest import CASES
+from support.fake_engine import FakeEngine
 
 from envrepro import snapshot
 from envrepro.build import pin_base_digest
-from envrepro.engine import FakeEngine, ImageInfo
+from envrepro.engine import ImageInfo
 from envrepro.render import render
 from envrepro.resolve import resolve
 from envrepro.target import Lock

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,21 +12,21 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import CASES, CliResult
+from support.fake_engine import ContainerFs, FakeEngine
 
-from envrepro.engine import FakeEngine, ImageInfo, Mount, RunResult
-from envrepro.errors import ModelError
-from envrepro.parity import (
-    CONTAINER_USER,
-    OUT_MOUNT,
+from envrepro.engine import ImageInfo, RunResult
+from envrepro.errors import (
     ContainerRunError,
     ImageNotFoundError,
-    ParityRequest,
+    ModelError,
     ProbeTimeoutError,
     ReferenceCorruptError,
     ReferenceMissingError,
-    run_parity,
 )
+from envrepro.parity import ParityRequest, run_parity
 from envrepro.probe.modelprobe import array_digest
+from envrepro.runner import CONTAINER_USER, IN_DIR, OUT_DIR, ROOT
+from envrepro.tolerance import Tolerance, Tolerances
 
 IMAGE = "envrepro-test/unit:1"
 ARCH, WEIGHTS, FILE = "a" * 64, "b" * 64, "c" * 64
@@ -64,11 +66,11 @@ def container(
     weights: str = WEIGHTS,
     error: Mapping[str, str] | None = None,
 ) -> Callable[..., RunResult]:
-    """What the probe does inside the image: write record.json and model-0.npz into the writable mount."""
+    """What the probe does inside the image: write record.json and model-0.npz into the writable directory."""
 
-    def run(command: Sequence[str], mounts: Sequence[Mount], environment: Mapping[str, str]) -> RunResult:
-        out = next(m.source for m in mounts if m.target == OUT_MOUNT)
-        reference = next(m.source for m in mounts if m.target.endswith("reference.npz"))
+    def run(command: Sequence[str], fs: ContainerFs, environment: Mapping[str, str]) -> RunResult:
+        out = fs.path(OUT_DIR)
+        reference = fs.path(command[command.index("--inputs") + 1])
         with np.load(reference) as data:
             outputs = data["output.0"] + np.float32(delta)
         np.savez(out / "model-0.npz", **{"output.0": outputs})
@@ -100,10 +102,18 @@ def test_same_outputs_pass_and_the_container_is_locked_down(
     call = engine.runs[0]
     assert call.network_disabled
     assert call.user == CONTAINER_USER
-    assert call.mem_limit == "4g"
-    assert call.command[:2] == ("python3", "/envrepro/probe/main.py")
-    assert [m.target for m in call.mounts if not m.read_only] == [OUT_MOUNT]
+    assert call.memory_bytes == 4 * 1024**3
+    assert call.cpus == 2
+    assert call.command[:2] == ("python3", f"{IN_DIR}/probe/main.py")
+    assert call.volumes == (ROOT,)
+    assert [m.name for m in members(engine.uploads[0]) if m.uid != 0 or m.mode & 0o222] == ["out"]
     assert engine.removed_containers == 1
+
+
+def members(tar: bytes) -> list[tarfile.TarInfo]:
+    """The members of a tar the runner uploaded (what the container user may write: uid != 0 or w bits)."""
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        return archive.getmembers()
 
 
 def test_drift_beyond_tolerance_fails_and_names_the_environment_change(
@@ -133,10 +143,8 @@ def test_other_weights_are_a_model_mismatch_not_a_numeric_drift(
 
 
 def test_per_output_tolerance_overrides_the_default(recorded: tuple[Path, Path, dict[str, Any]]) -> None:
-    from envrepro.compare import Tolerance
-
     snap, model, raw = recorded
-    loose = request(snap, model, per_output={"logits": Tolerance(atol=1e-2, rtol=0)})
+    loose = request(snap, model, tolerances=Tolerances(per_output={"logits": Tolerance(atol=1e-2, rtol=0)}))
     assert run_parity(loose, lambda: engine_with(container(raw, delta=1e-3))).verdict == "pass"
 
 
