@@ -7,8 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
 from envrepro import introspect, runner
 from envrepro.engine import ContainerEngine
 from envrepro.errors import ModelError, ModelProblem, ProbeOutputError
@@ -48,7 +46,7 @@ def typed_record(raw: Mapping[str, Any]) -> tuple[Environment, ModelRecord]:
             detail = f"{failure['detail']} (inside the image)"
             raise ModelError([ModelProblem(str(models[0]["path"]), str(failure["kind"]), detail)])
         snap = introspect.to_snapshot({"environment": raw["environment"], "models": models[:1]}, {})
-    except (KeyError, TypeError, AttributeError, IndexError, ValidationError) as exc:
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:  # ValidationError too
         raise ProbeOutputError(f"record.json is not the probe's record ({type(exc).__name__})") from exc
     return snap.environment, snap.models[0]
 
@@ -80,5 +78,5 @@ def image_environment(engine: ContainerEngine, image: str) -> Environment:
     try:
         raw = {"environment": output.record["environment"], "models": []}
         return introspect.to_snapshot(raw, {}).environment
-    except (KeyError, TypeError, ValidationError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:  # ValidationError too
         raise ProbeOutputError(f"record.json is not the probe's record ({type(exc).__name__})") from exc

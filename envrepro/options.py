@@ -17,7 +17,8 @@ from envrepro.tolerance import Tolerance, checked
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
-_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+# A first component is a registry only with a dot, a port, or as localhost; otherwise it is part of the name.
+_DOMAIN = rf"(?:(?:{_LABEL}(?:\.{_LABEL})+|localhost|\[[0-9a-fA-F:]+\])(?::[0-9]+)?|{_LABEL}:[0-9]+)"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 # The Docker image reference grammar (distribution/reference): [domain/]path[:tag][@digest].
 IMAGE_REFERENCE = re.compile(
