@@ -15,7 +15,7 @@ import io
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -107,7 +107,7 @@ class ContainerEngine(Protocol):
 
     def start_container(self, container: str, timeout_s: float) -> RunResult: ...
 
-    def get_archive(self, container: str, path: str) -> Iterator[bytes]: ...
+    def get_archive(self, container: str, path: str) -> Generator[bytes, None, None]: ...
 
     def remove_container(self, container: str) -> None: ...
 
@@ -278,7 +278,7 @@ class DockerEngine:
         oom = bool((handle.attrs.get("State") or {}).get("OOMKilled"))
         return RunResult(exit_code=int(status.get("StatusCode", -1)), logs=_logs(handle), oom_killed=oom)
 
-    def get_archive(self, container: str, path: str) -> Iterator[bytes]:
+    def get_archive(self, container: str, path: str) -> Generator[bytes, None, None]:
         """The tar stream of `path`, in chunks; closing the iterator drops the connection (nothing more is
         read from the engine, however much the container wrote)."""
         api: Any = self.api  # docker-py's get_archive cannot close its stream early: its own calls here
@@ -293,8 +293,12 @@ class DockerEngine:
             response.close()
 
     def remove_container(self, container: str) -> None:
-        with contextlib.suppress(APIError):
+        try:
             self.api.remove_container(container, v=True, force=True)
+        except (APIError, requests.exceptions.RequestException) as exc:
+            log.warning(
+                "container %s may be left behind (label %s): %s", container[:12], RUN_LABEL, _short(exc)
+            )
 
     def remove_image(self, ref: str) -> None:
 

@@ -14,6 +14,7 @@ works like a local one. The layout inside the container, on one anonymous volume
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import tarfile
@@ -107,7 +108,8 @@ def run_probe(
         result = engine.start_container(container, limits.timeout_s)
         log.debug("container log:\n%s", result.logs)
         _check_exit(image, result, limits)
-        files = outbox.read_files(engine.get_archive(container, OUT_DIR))
+        with contextlib.closing(engine.get_archive(container, OUT_DIR)) as chunks:
+            files = outbox.read_files(chunks)  # closing drops the stream before the container goes
     if "record.json" not in files:
         raise ContainerRunError(image, result.exit_code, _tail(result.logs))
     return ProbeOutput(outbox.parse_json(files, "record.json"), files, result.logs)

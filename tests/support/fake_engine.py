@@ -15,7 +15,7 @@ import re
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -126,7 +126,7 @@ class FakeEngine:
             return RunResult(exit_code=127, logs=f"{state.spec.command[0]}: not found")
         return handler(state.spec.command, state.fs, dict(state.spec.environment))
 
-    def get_archive(self, container: str, path: str) -> Iterator[bytes]:
+    def get_archive(self, container: str, path: str) -> Generator[bytes, None, None]:
         source = self.containers[container].fs.path(path)
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as archive:
