@@ -116,11 +116,19 @@ def run_probe(
 
 
 def run_command(
-    engine: ContainerEngine, image: str, command: Sequence[str], limits: Limits = Limits()
+    engine: ContainerEngine,
+    image: str,
+    command: Sequence[str],
+    limits: Limits = Limits(),
+    environment: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Run `command` in a locked-down container of `image` as the image's user; its exit code and log."""
     spec = ContainerSpec(
-        image=image, command=tuple(command), memory_bytes=limits.memory_bytes, cpus=_cpus(engine, limits)
+        image=image,
+        command=tuple(command),
+        environment=dict(environment or {}),
+        memory_bytes=limits.memory_bytes,
+        cpus=_cpus(engine, limits),
     )
     with _container(engine, spec) as container:
         return engine.start_container(container, limits.timeout_s)
