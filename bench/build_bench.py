@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "suppo
 from envrepro.build import BuildRequest, build, build_secrets
 from envrepro.context import pip_config_files
 from envrepro.engine import DockerEngine
+from envrepro.runner import Limits, run_command
 
 NAIVE_TAG = "envrepro-bench/naive:single-stage"
 TAG = "envrepro-bench/tf221:cpu"
@@ -50,7 +51,7 @@ def timed_build(request: BuildRequest, engine: DockerEngine) -> tuple[float, str
 
 
 def du_venv(engine: DockerEngine, image: str) -> int:
-    run = engine.run(image, ["du", "-sb", "/opt/venv"], timeout_s=300)
+    run = run_command(engine, image, ["du", "-sb", "/opt/venv"], Limits(timeout_s=300))
     return int(run.logs.split()[0])
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from envrepro import snapshot
+from envrepro import runner, snapshot
 from envrepro.context import context_tar, write_context
 from envrepro.engine import ContainerEngine, OnEvent
 from envrepro.errors import InputFileError
@@ -106,7 +106,7 @@ def base_python_of(engine: ContainerEngine, image: str) -> str | None:
     """The exact Python version a base image runs (`python3`), or None when it has none we can run."""
     if not engine.image_exists(image):
         return None  # the engine pulls it at build time, if a registry is reachable
-    result = engine.run(image, PYTHON_VERSION_COMMAND, network_disabled=True, timeout_s=60)
+    result = runner.run_command(engine, image, PYTHON_VERSION_COMMAND, runner.Limits(timeout_s=60))
     version = result.logs.strip().splitlines()[-1] if result.exit_code == 0 and result.logs.strip() else ""
     return version or None
 

@@ -16,10 +16,9 @@ from typing import Any
 import click
 from rich.logging import RichHandler
 
-from envrepro import __version__, introspect, snapshot
+from envrepro import __version__, introspect, options, runner, snapshot
 from envrepro.build import BuildRequest, BuildResult, build
 from envrepro.cli_options import build_options, snapshot_argument, snapshot_option, snapshot_options
-from envrepro.compare import Tolerance
 from envrepro.console import err, error_line, out
 from envrepro.diff import breaks, diff
 from envrepro.engine import DockerEngine
@@ -41,6 +40,7 @@ from envrepro.report import (
 )
 from envrepro.signals import terminate_on_signals
 from envrepro.snapshot import Snapshot
+from envrepro.tolerance import Tolerance, Tolerances
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
@@ -121,16 +121,26 @@ def _print_build(result: BuildResult) -> None:
     required=True,
     help="The model file or SavedModel directory recorded by `snapshot --model`.",
 )
-@click.option("--image", metavar="NAME:TAG", help="Image to run in (default: the tag `envrepro build` gave).")
+@click.option(
+    "--image",
+    type=options.ImageReference(),
+    metavar="NAME:TAG",
+    help="Image to run in (default: the tag `envrepro build` gave).",
+)
 @snapshot_option("The snapshot that holds the model's reference outputs.")
-@click.option("--atol", type=float, help="Absolute tolerance for every output (default: by dtype).")
-@click.option("--rtol", type=float, help="Relative tolerance for every output (default: by dtype).")
+@click.option(
+    "--atol", type=options.ToleranceValue(), help="Absolute tolerance for every output (default: by dtype)."
+)
+@click.option(
+    "--rtol", type=options.ToleranceValue(), help="Relative tolerance for every output (default: by dtype)."
+)
 @click.option(
     "--tolerance",
     "tolerances",
+    type=options.OutputTolerance(),
     multiple=True,
     metavar="OUTPUT=ATOL[,RTOL]",
-    help="Per-output tolerance override. Repeatable.",
+    help="Per-output tolerance override (OUTPUT: one of the model's outputs). Repeatable.",
 )
 @click.option("--report", type=click.Path(path_type=Path, dir_okay=False), help="Write the JSON report.")
 @click.option(
@@ -139,13 +149,24 @@ def _print_build(result: BuildResult) -> None:
 @click.option("--junit", type=click.Path(path_type=Path, dir_okay=False), help="Write a JUnit XML report.")
 @click.option("--custom-objects", metavar="MODULE|FILE.py", help="Module or file defining custom layers.")
 @click.option("--unsafe-deserialization", is_flag=True, help="Allow Keras unsafe deserialization.")
-@click.option("--timeout", type=click.FloatRange(1), default=600, show_default=True, help="Seconds.")
-@click.option("--memory", default="4g", show_default=True, help="Container memory limit.")
+@click.option("--timeout", type=options.Seconds(1), default="600", show_default=True, help="Seconds.")
+@click.option(
+    "--memory",
+    type=options.MemorySize(),
+    default="4g",
+    show_default=True,
+    help="Container memory limit (no swap beyond it), e.g. 4g or 512m.",
+)
+@click.option(
+    "--cpus",
+    type=options.Cpus(),
+    help=f"Container CPU limit [default: {runner.DEFAULT_CPUS:g}, or the engine's CPUs if fewer].",
+)
 @click.option(
     "--preprocess",
     metavar="MODULE:FUNCTION|FILE.py:FUNCTION",
     help="The preprocessing function to replay in the image (default: the one `snapshot --preprocess` "
-    "recorded). A FILE.py's directory is mounted read-only, so files it reads next to itself come along.",
+    "recorded). A FILE.py's directory is copied in read-only, so files it reads next to itself come along.",
 )
 def parity_cmd(
     *,
@@ -154,14 +175,15 @@ def parity_cmd(
     snapshot_path: Path,
     atol: float | None,
     rtol: float | None,
-    tolerances: tuple[str, ...],
+    tolerances: tuple[tuple[str, Tolerance], ...],
     report: Path | None,
     markdown: Path | None,
     junit: Path | None,
     custom_objects: str | None,
     unsafe_deserialization: bool,
     timeout: float,
-    memory: str,
+    memory: int,
+    cpus: float | None,
     preprocess: str | None,
 ) -> int:
     """Run the model inside the image on the reference inputs and compare with the training outputs.
@@ -172,13 +194,10 @@ def parity_cmd(
         snapshot_path=snapshot_path,
         model=model,
         image=image,
-        atol=atol,
-        rtol=rtol,
-        per_output=dict(_tolerance(spec) for spec in tolerances),
+        tolerances=Tolerances(atol=atol, rtol=rtol, per_output=dict(tolerances)),
         custom_objects=custom_objects,
         unsafe_deserialization=unsafe_deserialization,
-        timeout_s=timeout,
-        memory=memory,
+        limits=runner.Limits(timeout_s=timeout, memory_bytes=memory, cpus=cpus),
         preprocess=preprocess,
     )
     with err.status("running the model inside the image"):
@@ -186,19 +205,6 @@ def parity_cmd(
     _write_reports(result, report=report, markdown=markdown, junit=junit)
     out.print(parity_table(result))
     return EXIT_OK if result.verdict == "pass" else EXIT_CHECK_FAILED
-
-
-def _tolerance(spec: str) -> tuple[str, Tolerance]:
-    name, sep, values = spec.partition("=")
-    try:
-        atol, _, rtol = values.partition(",")
-        if not sep or not name:
-            raise ValueError(spec)
-        return name, Tolerance(atol=float(atol), rtol=float(rtol) if rtol else 0.0)
-    except ValueError:
-        raise EnvreproError(
-            f"--tolerance {spec!r} is not OUTPUT=ATOL[,RTOL]", hint="e.g. --tolerance logits=1e-4,1e-3"
-        ) from None
 
 
 def _write_reports(

@@ -14,56 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from envrepro.parity_model import OutputResult
+from envrepro.tolerance import DEFAULT_TOLERANCES, EXACT, Tolerance, default_tolerance
+
 TOP_K = 5
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    atol: float
-    rtol: float
-
-
-# Defaults per dtype, justified in docs/parity.md: float32 leaves ~2 orders of magnitude above the
-# reordering noise seen between environments (1e-8..1e-7) and stays far below real bugs (>= 1e-3).
-DEFAULT_TOLERANCES: dict[str, Tolerance] = {
-    "float16": Tolerance(atol=1e-3, rtol=1e-2),
-    "bfloat16": Tolerance(atol=1e-2, rtol=1e-2),
-    "float32": Tolerance(atol=1e-5, rtol=1e-4),
-    "float64": Tolerance(atol=1e-10, rtol=1e-8),
-}
-EXACT = Tolerance(atol=0.0, rtol=0.0)
-
-
-def default_tolerance(dtype: str) -> Tolerance:
-    return DEFAULT_TOLERANCES.get(dtype, EXACT)
-
-
-@dataclass(frozen=True)
-class OutputComparison:
-    name: str
-    passed: bool
-    reason: str  # "" when passed; else the first thing that failed
-    reference_shape: tuple[int, ...]
-    candidate_shape: tuple[int, ...]
-    reference_dtype: str
-    candidate_dtype: str
-    atol: float
-    rtol: float
-    max_abs_error: float
-    mean_abs_error: float
-    max_rel_error: float
-    rel_error_floor: float
-    min_passing_atol: float  # smallest atol that passes at this rtol (inf if NaN/shape differ)
-    max_ulp: int
-    mismatched_elements: int
-    elements: int
-    reference_nan: int
-    candidate_nan: int
-    reference_inf: int
-    candidate_inf: int
-    argmax_agreement: float | None  # fraction of rows with the same argmax (classifier-like outputs)
-    topk_agreement: float | None  # fraction of rows with the same top-k set
-    top_k: int | None
+__all__ = ["DEFAULT_TOLERANCES", "EXACT", "Tolerance", "compare_output", "default_tolerance", "max_ulp"]
 
 
 @dataclass(frozen=True)
@@ -86,7 +41,7 @@ def compare_output(
     reference: npt.NDArray[np.generic],
     candidate: npt.NDArray[np.generic],
     tolerance: Tolerance,
-) -> OutputComparison:
+) -> OutputResult:
     """Compare one output tensor; never raises on odd data (NaN, Inf, shape or dtype mismatch)."""
     if reference.shape != candidate.shape:
         size = int(reference.size)
@@ -116,8 +71,8 @@ def _result(
     tolerance: Tolerance,
     measured: _Measured,
     reason: str,
-) -> OutputComparison:
-    return OutputComparison(
+) -> OutputResult:
+    return OutputResult(
         name=name,
         passed=not reason,
         reason=reason,
@@ -131,7 +86,7 @@ def _result(
         candidate_nan=_count(candidate, np.isnan),
         reference_inf=_count(reference, np.isinf),
         candidate_inf=_count(candidate, np.isinf),
-        **vars(measured),
+        **{**vars(measured), "max_ulp": None if measured.max_ulp < 0 else measured.max_ulp},
     )
 
 

@@ -1,8 +1,11 @@
 """The container engine: the only module that talks to Docker.
 
-`ContainerEngine` is the interface the build and parity stages use. `DockerEngine` implements it with the
-Docker SDK's low-level API against a real engine (`DOCKER_HOST` respected); `FakeEngine` implements it in
-memory for unit tests, with scripted builds and container runs that are real Python callables.
+`ContainerEngine` is the interface the build and the in-image runner (`runner.py`) use: images (exists,
+inspect, build, tag, remove) and the primitives of one locked-down container (create, upload files into
+its volumes, start and wait, download what it wrote, remove). Files travel only through the Engine API's
+archive endpoints, never as host paths, so a remote engine works like a local one. `DockerEngine`
+implements it with the Docker SDK against a real engine (`DOCKER_HOST` respected); the tests' fake
+(tests/support/fake_engine.py) implements it in memory.
 """
 
 from __future__ import annotations
@@ -12,68 +15,25 @@ import io
 import logging
 import os
 import re
-import tarfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import docker  # envrepro imports the Docker SDK here and nowhere else
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound
-from docker.types import Mount as SdkMount
 
-from envrepro.errors import EnvreproError
+from envrepro.errors import BuildFailedError, EngineError, EngineUnavailableError
 from envrepro.probe.redact import redact_text
-from envrepro.signals import deferred_signals
 from envrepro.target import BuiltImage
 
 log = logging.getLogger(__name__)
 
 RUN_LABEL = "io.envrepro.run"  # on every container parity starts, so leftovers can be found
-RUN_ID_LABEL = "io.envrepro.run-id"  # plus $ENVREPRO_RUN_ID when set: one test run finds its own containers
+RUN_ID_LABEL = "io.envrepro.run-id"  # the run's own id (ENVREPRO_RUN_ID): one test run finds its own
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # colour codes pip and apt write into the build log
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Errors
-
-
-class EngineUnavailableError(EnvreproError):
-    """No Docker engine answers."""
-
-    def __init__(self, host: str, reason: str) -> None:
-        super().__init__(
-            f"no Docker engine reachable at DOCKER_HOST={host}: {reason}",
-            hint="start the engine (dockerd), or set DOCKER_HOST to the engine's address",
-        )
-        self.host = host
-        self.reason = reason
-
-
-class BuildFailedError(EnvreproError):
-    """A Dockerfile instruction failed; carries the instruction and the tail of its log."""
-
-    def __init__(self, instruction: str, step: str, log_tail: Sequence[str]) -> None:
-        tail = "\n".join(f"    {line}" for line in log_tail)
-        super().__init__(
-            f"image build failed at step {step}: {instruction}\n{tail}".rstrip(),
-            hint="build/ keeps the Dockerfile and the lock: fix the cause and run `envrepro build` again",
-        )
-        self.instruction = instruction
-        self.step = step
-        self.log_tail = tuple(log_tail)
-
-
-class EngineError(EnvreproError):
-    """The engine refused a request (other than the cases above)."""
-
-    def __init__(self, action: str, reason: str) -> None:
-        super().__init__(f"the Docker engine could not {action}: {reason}")
-        self.action = action
-        self.reason = reason
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -81,10 +41,24 @@ class EngineError(EnvreproError):
 
 
 @dataclass(frozen=True)
-class Mount:
-    source: Path
-    target: str
-    read_only: bool = True
+class ContainerSpec:
+    """A locked-down container: no network, rootfs read-only, all capabilities dropped, no new privileges,
+    a pids limit, a tmpfs /tmp, memory without swap and a CPU limit. `volumes` are in-container
+    directories backed by anonymous volumes (removed with the container): the only places files can be
+    uploaded into before the start (`put_archive`) and read back after the exit (`get_archive`)."""
+
+    image: str
+    command: tuple[str, ...]
+    user: str | None = None  # None: the image's own USER
+    environment: Mapping[str, str] = field(default_factory=dict)
+    volumes: tuple[str, ...] = ()
+    memory_bytes: int | None = None
+    cpus: float | None = None
+    pids_limit: int = 512
+    tmp_size: str = "512m"
+    network_disabled: bool = True
+    label: str = "parity"  # the value of RUN_LABEL, so leftovers can be found
+    run_id: str = ""  # the value of RUN_ID_LABEL, when the caller runs under an id of its own
 
 
 @dataclass(frozen=True)
@@ -92,6 +66,7 @@ class RunResult:
     exit_code: int
     logs: str
     timed_out: bool = False
+    oom_killed: bool = False  # killed by the memory limit
 
 
 @dataclass(frozen=True)
@@ -126,18 +101,17 @@ class ContainerEngine(Protocol):
         self, context_tar: bytes, *, tag: str, on_event: OnEvent | None = None, no_cache: bool = False
     ) -> BuiltImage: ...
 
-    def run(
-        self,
-        image: str,
-        command: Sequence[str],
-        *,
-        mounts: Sequence[Mount] = (),
-        network_disabled: bool = True,
-        user: str | None = None,
-        mem_limit: str | None = None,
-        timeout_s: float = 600.0,
-        environment: Mapping[str, str] | None = None,
-    ) -> RunResult: ...
+    def cpu_count(self) -> int: ...
+
+    def create_container(self, spec: ContainerSpec) -> str: ...
+
+    def put_archive(self, container: str, path: str, tar: bytes) -> None: ...
+
+    def start_container(self, container: str, timeout_s: float) -> RunResult: ...
+
+    def get_archive(self, container: str, path: str) -> Generator[bytes, None, None]: ...
+
+    def remove_container(self, container: str) -> None: ...
 
     def remove_image(self, ref: str) -> None: ...
 
@@ -274,46 +248,59 @@ class DockerEngine:
         info = self.inspect_image(tag)
         return BuiltImage(image_id=info.image_id, size_bytes=info.size_bytes, tags=info.tags)
 
-    def run(
-        self,
-        image: str,
-        command: Sequence[str],
-        *,
-        mounts: Sequence[Mount] = (),
-        network_disabled: bool = True,
-        user: str | None = None,
-        mem_limit: str | None = None,
-        timeout_s: float = 600.0,
-        environment: Mapping[str, str] | None = None,
-    ) -> RunResult:
+    def cpu_count(self) -> int:
+        return int(self.api.info().get("NCPU") or 1)
 
-        container = None
+    def create_container(self, spec: ContainerSpec) -> str:
         try:
-            with deferred_signals():  # a signal arrives once `container` is known: the finally removes it
-                try:
-                    container = self.client.containers.create(
-                        image,
-                        list(command),
-                        mounts=[_docker_mount(m) for m in mounts],
-                        network_disabled=network_disabled,
-                        user=user,
-                        mem_limit=mem_limit,
-                        memswap_limit=mem_limit,  # no swap beyond the memory limit
-                        environment=dict(environment or {}),
-                        labels=_run_labels(),
-                        cap_drop=["ALL"],
-                        security_opt=["no-new-privileges"],
-                        pids_limit=512,
-                        read_only=True,
-                        tmpfs={"/tmp": "rw,size=512m"},  # noqa: S108 - the container's own tmpfs, not the host's
-                    )
-                except APIError as exc:
-                    raise EngineError(f"create a container from {image}", _short(exc)) from exc
-            return _wait(container, timeout_s)
+            container = self.client.containers.create(spec.image, list(spec.command), **_create_options(spec))
+        except APIError as exc:
+            raise EngineError(f"create a container from {spec.image}", _short(exc)) from exc
+        return str(container.id)
+
+    def put_archive(self, container: str, path: str, tar: bytes) -> None:
+        try:
+            self.api.put_archive(container, path, tar)
+        except APIError as exc:
+            raise EngineError(f"copy files into the container at {path}", _short(exc)) from exc
+
+    def start_container(self, container: str, timeout_s: float) -> RunResult:
+        handle = self.client.containers.get(container)
+        try:
+            handle.start()
+        except APIError as exc:
+            raise EngineError(f"start the container of {handle.image}", _short(exc)) from exc
+        try:
+            status = handle.wait(timeout=timeout_s)
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            with contextlib.suppress(APIError):
+                handle.kill()
+            return RunResult(exit_code=-1, logs=_logs(handle), timed_out=True)
+        handle.reload()
+        oom = bool((handle.attrs.get("State") or {}).get("OOMKilled"))
+        return RunResult(exit_code=int(status.get("StatusCode", -1)), logs=_logs(handle), oom_killed=oom)
+
+    def get_archive(self, container: str, path: str) -> Generator[bytes, None, None]:
+        """The tar stream of `path`, in chunks; closing the iterator drops the connection (nothing more is
+        read from the engine, however much the container wrote)."""
+        api: Any = self.api  # docker-py's get_archive cannot close its stream early: its own calls here
+        url = api._url("/containers/{0}/archive", container)
+        response = api._get(url, params={"path": path}, stream=True)
+        try:
+            api._raise_for_status(response)
+            yield from response.iter_content(64 * 1024, decode_unicode=False)
+        except APIError as exc:
+            raise EngineError(f"copy {path} out of the container", _short(exc)) from exc
         finally:
-            if container is not None:
-                with contextlib.suppress(APIError):
-                    container.remove(force=True)  # also after a timeout, an error, Ctrl-C or SIGTERM
+            response.close()
+
+    def remove_container(self, container: str) -> None:
+        try:
+            self.api.remove_container(container, v=True, force=True)
+        except (APIError, requests.exceptions.RequestException) as exc:
+            log.warning(
+                "container %s may be left behind (label %s): %s", container[:12], RUN_LABEL, _short(exc)
+            )
 
     def remove_image(self, ref: str) -> None:
 
@@ -339,39 +326,27 @@ class DockerEngine:
         yield from self.client.images.get(ref).save(named=True)
 
 
-def split_ref(ref: str) -> tuple[str, str]:
-    """`name:tag` -> (name, tag); a missing tag is `latest` (a registry port is not a tag)."""
-    name, sep, tag = ref.rpartition(":")
-    if not sep or "/" in tag:
-        return ref, "latest"
-    return name, tag
-
-
-def _run_labels() -> dict[str, str]:
-    run_id = os.environ.get("ENVREPRO_RUN_ID", "")
-    return {RUN_LABEL: "parity", **({RUN_ID_LABEL: run_id} if run_id else {})}
-
-
-def _wait(container: Any, timeout_s: float) -> RunResult:
-
-    container.start()
-    try:
-        status = container.wait(timeout=timeout_s)
-    except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-        with contextlib.suppress(Exception):
-            container.kill()
-        return RunResult(exit_code=-1, logs=_logs(container), timed_out=True)
-    return RunResult(exit_code=int(status.get("StatusCode", -1)), logs=_logs(container))
-
-
 def _logs(container: Any) -> str:
     raw = container.logs(stdout=True, stderr=True)
     return redact_text(raw.decode("utf-8", errors="replace"))
 
 
-def _docker_mount(mount: Mount) -> Any:
-
-    return SdkMount(target=mount.target, source=str(mount.source), type="bind", read_only=mount.read_only)
+def _create_options(spec: ContainerSpec) -> dict[str, Any]:
+    return {
+        "user": spec.user,
+        "environment": dict(spec.environment),
+        "volumes": list(spec.volumes),  # anonymous volumes: writable by the archive API before the start
+        "network_disabled": spec.network_disabled,
+        "mem_limit": spec.memory_bytes,
+        "memswap_limit": spec.memory_bytes,  # no swap beyond the memory limit
+        "nano_cpus": int(spec.cpus * 1e9) if spec.cpus else None,
+        "labels": {RUN_LABEL: spec.label, **({RUN_ID_LABEL: spec.run_id} if spec.run_id else {})},
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "pids_limit": spec.pids_limit,
+        "read_only": True,
+        "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={spec.tmp_size}"},  # noqa: S108 - the container's own tmpfs
+    }
 
 
 def _close(messages: Iterable[Any]) -> None:
@@ -383,109 +358,3 @@ def _close(messages: Iterable[Any]) -> None:
 def _short(exc: BaseException) -> str:
     text = str(getattr(exc, "explanation", None) or exc)
     return redact_text(text.strip().splitlines()[-1] if text.strip() else type(exc).__name__)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The fake engine for unit tests
-
-
-@dataclass(frozen=True)
-class RunCall:
-    """How the fake was asked to run a container (what a test checks: no network, a non-root user...)."""
-
-    image: str
-    command: tuple[str, ...]
-    mounts: tuple[Mount, ...]
-    network_disabled: bool
-    user: str | None
-    mem_limit: str | None
-    timeout_s: float
-
-
-RunHandler = Callable[[Sequence[str], Sequence[Mount], Mapping[str, str]], RunResult]
-
-
-@dataclass
-class FakeEngine:
-    """An in-memory engine. Builds read the real context tar and replay scripted engine messages; runs call
-    a handler that gets the command and the mounts (host paths) and may write into writable mounts."""
-
-    images: dict[str, ImageInfo] = field(default_factory=dict)
-    handlers: dict[str, RunHandler] = field(default_factory=dict)
-    build_messages: list[dict[str, Any]] | None = None  # scripted engine messages; default: a success
-    builds: list[dict[str, bytes]] = field(default_factory=list)  # the context files of every build
-    runs: list[RunCall] = field(default_factory=list)
-    removed_containers: int = 0
-    no_cache_builds: int = 0
-
-    def image_exists(self, ref: str) -> bool:
-        return ref in self.images
-
-    def inspect_image(self, ref: str) -> ImageInfo:
-        if ref not in self.images:
-            raise EngineError(f"inspect image {ref}", "No such image")
-        return self.images[ref]
-
-    def build(
-        self, context_tar: bytes, *, tag: str, on_event: OnEvent | None = None, no_cache: bool = False
-    ) -> BuiltImage:
-        files = _untar(context_tar)
-        self.builds.append(files)
-        self.no_cache_builds += no_cache
-        dockerfile = files.get("Dockerfile", b"").decode()
-        messages = self.build_messages if self.build_messages is not None else _success(dockerfile)
-        stream = BuildStream(on_event)
-        for message in messages:
-            stream.feed(message)
-        image_id = stream.finish()
-        labels = dict(re.findall(r'^LABEL ([\w.\-]+)="([^"]*)"', dockerfile, flags=re.MULTILINE))
-        info = ImageInfo(image_id, 1000 * len(context_tar), (tag,), labels, ())
-        self.images[tag] = info
-        return BuiltImage(info.image_id, info.size_bytes, info.tags)
-
-    def run(
-        self,
-        image: str,
-        command: Sequence[str],
-        *,
-        mounts: Sequence[Mount] = (),
-        network_disabled: bool = True,
-        user: str | None = None,
-        mem_limit: str | None = None,
-        timeout_s: float = 600.0,
-        environment: Mapping[str, str] | None = None,
-    ) -> RunResult:
-        call = RunCall(image, tuple(command), tuple(mounts), network_disabled, user, mem_limit, timeout_s)
-        self.runs.append(call)
-        try:
-            handler = self.handlers.get(image)
-            if handler is None:
-                return RunResult(exit_code=127, logs=f"{command[0]}: not found")
-            return handler(command, mounts, dict(environment or {}))
-        finally:
-            self.removed_containers += 1
-
-    def remove_image(self, ref: str) -> None:
-        self.images.pop(ref, None)
-
-    def tag_image(self, ref: str, new_ref: str) -> None:
-        info = self.inspect_image(ref)
-        self.images[new_ref] = replace(info, tags=tuple(sorted({*info.tags, new_ref})))
-
-
-def _untar(data: bytes) -> dict[str, bytes]:
-    files: dict[str, bytes] = {}
-    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-        for member in archive.getmembers():
-            handle = archive.extractfile(member) if member.isfile() else None
-            if handle is not None:
-                files[member.name] = handle.read()
-    return files
-
-
-def _success(dockerfile: str) -> list[dict[str, Any]]:
-    steps = [line for line in dockerfile.splitlines() if re.match(r"^[A-Z]+\s", line)]
-    messages: list[dict[str, Any]] = [
-        {"stream": f"Step {n}/{len(steps)} : {line}\n"} for n, line in enumerate(steps, start=1)
-    ]
-    return [*messages, {"aux": {"ID": "sha256:" + "f" * 64}}, {"stream": "Successfully built ffffffffffff\n"}]

@@ -8,7 +8,8 @@ from pathlib import Path
 from envrepro import introspect, snapshot
 from envrepro.engine import ContainerEngine
 from envrepro.errors import EnvironmentSpecError
-from envrepro.parity import image_environment
+from envrepro.image_run import image_environment
+from envrepro.imageref import check_reference
 from envrepro.snapshot import Environment
 
 KINDS = {
@@ -23,7 +24,7 @@ def load_environment(spec: str, engine: Callable[[], ContainerEngine]) -> Enviro
     if sep and kind in KINDS and not rest.strip():
         raise EnvironmentSpecError(spec, f"nothing after '{kind}:' (expected {KINDS[kind]})")
     if sep and kind == "image":
-        return image_environment(engine(), rest)
+        return image_environment(engine(), check_reference(rest, "image:"))
     if sep and kind == "python":
         return introspect.environment_of(introspect.resolve_interpreter(rest))
     return snapshot.load(Path(spec)).environment

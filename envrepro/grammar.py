@@ -23,8 +23,9 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 from pydantic import AfterValidator, Field, Strict
 
+from envrepro import imageref
 from envrepro.data import numerics_env_names
-from envrepro.errors import UnsafeValueError
+from envrepro.errors import ImageRefError, UnsafeValueError
 
 MAX_TEXT = 4096  # free text: error details, model names, CPU model strings
 MAX_WORD = 256  # one token: a version, a tag, a name
@@ -42,17 +43,6 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _HASH = re.compile(r"[a-z0-9]{3,16}:[0-9a-f]{32,128}")
 _COMPUTE_CAPABILITY = re.compile(r"[0-9]{1,2}\.[0-9]{1,2}")
 _WORD = re.compile(r"[A-Za-z0-9._/+:@-]+")
-
-# The Docker reference grammar (distribution/reference): [domain[:port]/]path[:tag][@digest]
-_DOMAIN_PART = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
-_DOMAIN = rf"{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?"
-_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_IMAGE_REFERENCE = re.compile(
-    rf"(?:{_DOMAIN}/)?{_PATH_PART}(?:/{_PATH_PART})*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
-    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
-)
-
 
 # --- rules: each returns the value or raises ValueError naming the rule (pydantic reports the field) ----
 
@@ -177,12 +167,11 @@ def env_name(value: str) -> str:
 
 
 def image_reference(value: str) -> str:
-    """A Docker image reference: [registry[:port]/]name[:tag][@algorithm:hex], name at most 255 chars."""
-    head, _, last = value.split("@", 1)[0].rpartition("/")
-    name = f"{head}/{last.split(':')[0]}" if head else last.split(":")[0]
-    if len(value) > 1024 or len(name) > 255 or _IMAGE_REFERENCE.fullmatch(value) is None:
-        raise ValueError(f"{shown(value)} is not a Docker image reference")
-    return value
+    """A Docker image reference: [registry[:port]/]name[:tag][@algorithm:hex] (imageref.py's grammar)."""
+    try:
+        return imageref.check_reference(value, "image")
+    except ImageRefError as exc:
+        raise ValueError(f"{shown(value)} is not a Docker image reference: {exc.rule}") from None
 
 
 # --- the types the snapshot model is made of ---------------------------------------------------------

@@ -4,7 +4,9 @@ any work so that a bad `--tag` is exit 2 at once, not an engine error after a lo
     reference := name [":" tag]          name := [domain "/"] component ("/" component)*
     component := [a-z0-9]+ (separator [a-z0-9]+)*     separator := "." | "_" | "__" | "-"+
     domain    := host [":" port]          tag := [A-Za-z0-9_] [A-Za-z0-9_.-]{0,127}
-A name is at most 255 characters. A `--tag` names a repository and tag, never a digest.
+    digest    := algorithm ":" hex         (after "@"; allowed where a reference may pin one, not in --tag)
+A name is at most 255 characters. This module is the one home of that grammar: snapshot fields
+(grammar.py), flags (options.py), `diff image:` and `--tag` all check references here.
 """
 
 from __future__ import annotations
@@ -15,10 +17,22 @@ from envrepro.errors import ImageRefError
 
 MAX_NAME = 255
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_HOST_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = rf"(?:{_HOST_PART}(?:\.{_HOST_PART})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+# A first component is a registry only with a dot, a port, or as localhost (the engine's rule); otherwise it
+# is part of the name, and must be lowercase like the rest.
+_DOMAIN = rf"(?:(?:{_LABEL}(?:\.{_LABEL})+|localhost|\[[0-9a-fA-F:]+\])(?::[0-9]+)?|{_LABEL}:[0-9]+)"
 _NAME = re.compile(rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_DIGEST = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}")
+
+
+def check_reference(value: str, option: str) -> str:
+    """`value` if it is a valid NAME[:TAG][@DIGEST]; else ImageRefError naming `option` and the rule."""
+    name_tag, sep, digest = value.partition("@")
+    if sep and not _DIGEST.fullmatch(digest):
+        raise ImageRefError(option, value, "a digest is ALGORITHM:HEX, e.g. @sha256:<64 hex digits>")
+    check_tag_reference(name_tag, option)
+    return value
 
 
 def check_tag_reference(value: str, option: str = "--tag") -> str:

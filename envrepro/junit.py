@@ -3,14 +3,15 @@ model fingerprint. Pure: returns the document's text."""
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 
 from envrepro.parity_model import OutputResult, ParityReport
 
 
 def number(value: float | None, spec: str = ".3g") -> str:
-    """A measured number as reports print it; an em dash when there is none."""
-    return "—" if value is None else format(value, spec)
+    """A measured number as reports print it; an em dash when there is none (or it is not finite)."""
+    return "—" if value is None or not math.isfinite(value) else format(value, spec)
 
 
 def parity_junit(report: ParityReport) -> str:

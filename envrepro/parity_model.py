@@ -2,39 +2,56 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+# A measurement that may be unmeasurable (shapes differ, NaN where the other side has a number): inf in
+# memory, null in JSON.
+Measure = Annotated[
+    float,
+    BeforeValidator(lambda value: math.inf if value is None else value),
+    PlainSerializer(_finite_or_none, when_used="json"),
+    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "null"}]}),
+]
+
+
 class OutputResult(_Frozen):
+    """One output (or preprocessed array) compared: what `compare.compare_output` returns, as reported."""
+
     name: str
     passed: bool
-    reason: str
+    reason: str  # "" when passed; else the first thing that failed
     reference_shape: tuple[int, ...]
     candidate_shape: tuple[int, ...]
     reference_dtype: str
     candidate_dtype: str
     atol: float
     rtol: float
-    max_abs_error: float | None
-    mean_abs_error: float | None
-    max_rel_error: float | None
+    max_abs_error: Measure
+    mean_abs_error: Measure
+    max_rel_error: Measure
     rel_error_floor: float
-    min_passing_atol: float | None
-    max_ulp: int | None
+    min_passing_atol: Measure  # smallest atol that passes at this rtol (inf if NaN/shape differ)
+    max_ulp: int | None  # None: no ULP distance (not a float, or shapes differ)
     mismatched_elements: int
     elements: int
     reference_nan: int
     candidate_nan: int
     reference_inf: int
     candidate_inf: int
-    argmax_agreement: float | None
-    topk_agreement: float | None
+    argmax_agreement: float | None  # fraction of rows with the same argmax (classifier-like outputs)
+    topk_agreement: float | None  # fraction of rows with the same top-k set
     top_k: int | None
 
 

@@ -28,6 +28,7 @@ from envrepro import snapshot as snapshot_mod
 from envrepro.build import BuildRequest, build
 from envrepro.engine import RUN_LABEL, BuildEvent, DockerEngine
 from envrepro.errors import EnvreproError
+from envrepro.runner import Limits, run_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -35,8 +36,8 @@ GPU_TAG = "envrepro-test/tf221:gpu"
 
 
 def freeze(engine: DockerEngine, image: str) -> dict[str, str]:
-    result = engine.run(image, ["python", "-m", "pip", "freeze", "--all"], timeout_s=120,
-                        environment={"HOME": "/tmp"})  # fmt: skip
+    result = run_command(engine, image, ["python", "-m", "pip", "freeze", "--all"], Limits(timeout_s=120),
+                         environment={"HOME": "/tmp"})  # fmt: skip
     assert result.exit_code == 0, result.logs
     pins = [line.split("==") for line in result.logs.splitlines() if "==" in line]
     return {snapshot_mod.normalize_name(name): version for name, version in pins}
@@ -48,8 +49,8 @@ def test_cpu_image_imports_tensorflow_and_reports_image_and_size(
     result, out = cpu_build
     assert "image sha256:" in result.stdout and CPU_TAG in result.stdout and "MB" in result.stdout
     assert (out / "Dockerfile").is_file() and (out / "requirements.lock.txt").is_file()
-    run = docker_engine.run(CPU_TAG, ["python", "-c", "import tensorflow as tf; print(tf.__version__)"],
-                            timeout_s=300, environment={"HOME": "/tmp"})  # fmt: skip
+    command = ["python", "-c", "import tensorflow as tf; print(tf.__version__)"]
+    run = run_command(docker_engine, CPU_TAG, command, Limits(timeout_s=300), environment={"HOME": "/tmp"})
     assert run.exit_code == 0, run.logs
     assert run.logs.strip().splitlines()[-1] == "2.21.0"
 
@@ -58,7 +59,7 @@ def test_cpu_image_runs_as_non_root_with_snapshot_labels(cpu_build: object, dock
                                                         tf_snapshot: Path) -> None:  # fmt: skip
     info = docker_engine.inspect_image(CPU_TAG)
     assert info.labels["io.envrepro.snapshot.digest"] == snapshot_mod.load(tf_snapshot).digest()
-    run = docker_engine.run(CPU_TAG, ["id", "-u"], timeout_s=60)
+    run = run_command(docker_engine, CPU_TAG, ["id", "-u"], Limits(timeout_s=60))
     assert run.logs.strip() == "10001"
 
 
@@ -195,9 +196,8 @@ def test_gpu_variant_on_pip_cuda_wheels_builds_and_imports_tensorflow_on_a_cpu_m
     assert "target: gpu (gpu-wheels)" in result.stderr
     lock = (tmp_path / "build" / "requirements.lock.txt").read_text()
     assert "nvidia-cudnn-cu12==9.3.0.75" in lock and "--hash=sha256:" in lock
-    run = docker_engine.run(GPU_TAG, ["python", "-c", "import tensorflow as tf; print(tf.__version__, "
-                                      "tf.test.is_built_with_cuda())"], timeout_s=300,
-                            environment={"HOME": "/tmp"})  # fmt: skip
+    command = ["python", "-c", "import tensorflow as tf; print(tf.__version__, tf.test.is_built_with_cuda())"]
+    run = run_command(docker_engine, GPU_TAG, command, Limits(timeout_s=300), environment={"HOME": "/tmp"})
     assert run.exit_code == 0, run.logs
     assert run.logs.strip().splitlines()[-1] == "2.21.0 True"
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 from conftest import CASES
+from support.fake_engine import FakeEngine
 
 from envrepro import snapshot
 from envrepro.build import pin_base_digest
-from envrepro.engine import FakeEngine, ImageInfo
+from envrepro.engine import ImageInfo
 from envrepro.imageref import check_tag_reference
 from envrepro.render import render
 from envrepro.resolve import resolve

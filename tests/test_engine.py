@@ -9,16 +9,10 @@ from pathlib import Path
 
 import pytest
 from conftest import CASES, CliResult
+from support.fake_engine import ContainerFs, FakeEngine
 
-from envrepro.engine import (
-    BuildEvent,
-    BuildFailedError,
-    BuildStream,
-    DockerEngine,
-    EngineUnavailableError,
-    FakeEngine,
-    split_ref,
-)
+from envrepro.engine import BuildEvent, BuildStream, ContainerSpec, DockerEngine, RunResult
+from envrepro.errors import BuildFailedError, EngineError, EngineUnavailableError
 
 
 def messages(*lines: str) -> list[dict[str, str]]:
@@ -106,26 +100,25 @@ def test_fake_engine_scripted_failure_raises_the_same_error_as_the_real_one() ->
     assert not engine.image_exists("x:1")
 
 
-def test_fake_engine_runs_handlers_and_records_the_container_options(tmp_path: Path) -> None:
-    from envrepro.engine import Mount, RunResult
-
-    def handler(command: object, mounts: object, env: object) -> RunResult:
+def test_fake_engine_runs_handlers_on_uploaded_files_and_records_the_container_options() -> None:
+    def handler(command: object, fs: ContainerFs, env: object) -> RunResult:
+        (fs.path("/v/out.txt")).write_bytes(fs.path("/v/in.txt").read_bytes() + b"!")
         return RunResult(0, "ran")
 
     engine = FakeEngine(handlers={"img": handler})
-    result = engine.run("img", ["python3", "-V"], mounts=[Mount(tmp_path, "/m")], user="10001:10001")
-    assert result.logs == "ran"
+    spec = ContainerSpec("img", ("python3", "-V"), user="10001:10001", volumes=("/v",))
+    container = engine.create_container(spec)
+    with pytest.raises(EngineError, match="read-only"):
+        engine.put_archive(container, "/etc", context("FROM x"))  # outside a volume: refused
+    engine.put_archive(container, "/v", context("", **{"in.txt": b"hello"}))
+    assert engine.start_container(container, 60).logs == "ran"
+    with tarfile.open(fileobj=io.BytesIO(b"".join(engine.get_archive(container, "/v")))) as archive:
+        assert archive.extractfile("v/out.txt").read() == b"hello!"  # type: ignore[union-attr]
+    engine.remove_container(container)
     assert engine.runs[0].network_disabled and engine.runs[0].user == "10001:10001"
     assert engine.removed_containers == 1
-    assert engine.run("other", ["python3"]).exit_code == 127
-
-
-@pytest.mark.parametrize(
-    ("ref", "expected"),
-    [("a/b:1", ("a/b", "1")), ("a/b", ("a/b", "latest")), ("host:5000/b", ("host:5000/b", "latest"))],
-)
-def test_split_ref(ref: str, expected: tuple[str, str]) -> None:
-    assert split_ref(ref) == expected
+    other = engine.create_container(ContainerSpec("other", ("python3",)))
+    assert engine.start_container(other, 60).exit_code == 127
 
 
 def test_docker_engine_without_an_engine_names_docker_host(tmp_path: Path) -> None:

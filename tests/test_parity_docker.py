@@ -253,3 +253,86 @@ def test_diff_of_the_image_against_its_snapshot_has_nothing_that_breaks_results(
     groups = {d["group"] for d in data["differences"]}
     assert "breaks" not in groups, result.stdout
     assert result.exit_code == 0
+
+
+# What the container writes is untrusted: model code (here a --custom-objects module, registered to act
+# after the probe has written its results) replaces them with hostile files, inside the real image.
+
+PLANTS = {
+    "symlink": "os.remove(RECORD); os.symlink('/etc/passwd', RECORD)",
+    "fifo": "os.remove(RECORD); os.mkfifo(RECORD)",
+    "sparse": "f = open(os.path.join(OUT, 'model-0.npz'), 'r+b'); f.truncate(64 << 30); f.close()",
+    "invalid-json": "f = open(RECORD, 'w'); f.write('{not json'); f.close()",
+}
+PLANT_MODULE = """
+import atexit, os
+OUT = "/envrepro/out"
+RECORD = os.path.join(OUT, "record.json")
+def plant():
+    {action}
+atexit.register(plant)
+"""
+
+
+@pytest.mark.parametrize(
+    ("plant", "reason"),
+    [
+        ("symlink", "record.json is a symbolic link"),
+        ("fifo", "record.json is a FIFO"),
+        ("sparse", "model-0.npz is 68719476736 bytes, over the 256 MiB cap"),
+        ("invalid-json", "record.json is not JSON"),
+    ],
+)
+def test_hostile_files_written_by_model_code_are_refused_and_never_followed(
+    cpu_build: object,
+    tf_snapshot: Path,
+    tf_models: Path,
+    tmp_path: Path,
+    docker_engine: DockerEngine,
+    plant: str,
+    reason: str,
+) -> None:
+    module = tmp_path / "planted.py"
+    module.write_text(PLANT_MODULE.format(action=PLANTS[plant]), encoding="utf-8")
+    result, _ = parity(tf_snapshot, tf_models / "dense.h5", tmp_path / "r", "--custom-objects", str(module))
+    assert result.exit_code == 2, result.stderr
+    line = one_error(result)
+    assert line.startswith("error: the probe's output is not valid: "), line
+    assert reason in line
+    assert "root:x:0:0" not in result.stderr + result.stdout
+    assert docker_engine.running_containers(RUN_LABEL) == []
+
+
+def test_a_model_killed_by_the_memory_limit_names_the_limit_and_the_flag(
+    cpu_build: object, tf_snapshot: Path, tf_models: Path, tmp_path: Path, docker_engine: DockerEngine
+) -> None:
+    result, _ = parity(tf_snapshot, tf_models / "dense.h5", tmp_path, "--memory", "64m")
+    assert result.exit_code == 2
+    assert "ran out of memory" in one_error(result)
+    assert "64 MiB limit" in result.stderr
+    assert "--memory" in result.stderr
+    assert docker_engine.running_containers(RUN_LABEL) == []
+
+
+def test_the_container_has_the_cpu_limit_asked_for(
+    cpu_build: object, tf_snapshot: Path, tf_models: Path, tmp_path: Path
+) -> None:
+    probe = tmp_path / "cpus.py"
+    probe.write_text(
+        "import atexit, json, os\n"
+        "def note():\n"
+        "    quota = open('/sys/fs/cgroup/cpu/cpu.cfs_quota_us').read().strip() "
+        "if os.path.exists('/sys/fs/cgroup/cpu/cpu.cfs_quota_us') "
+        "else open('/sys/fs/cgroup/cpu.max').read()\n"
+        "    path = '/envrepro/out/record.json'\n"
+        "    record = json.load(open(path))\n"
+        "    record['models'][0]['timings']['cpu_quota'] = float(quota.split()[0])\n"
+        "    json.dump(record, open(path, 'w'))\n"
+        "atexit.register(note)\n",
+        encoding="utf-8",
+    )
+    result, data = parity(
+        tf_snapshot, tf_models / "dense.h5", tmp_path / "r", "--cpus", "0.5", "--custom-objects", str(probe)
+    )
+    assert result.exit_code == 0, result.stderr
+    assert data["timings"]["cpu_quota"] == 50000.0  # 0.5 CPU of the default 100000 us period

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,21 +12,21 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import CASES, CliResult
+from support.fake_engine import ContainerFs, FakeEngine
 
-from envrepro.engine import FakeEngine, ImageInfo, Mount, RunResult
-from envrepro.errors import ModelError
-from envrepro.parity import (
-    CONTAINER_USER,
-    OUT_MOUNT,
+from envrepro.engine import ImageInfo, RunResult
+from envrepro.errors import (
     ContainerRunError,
     ImageNotFoundError,
-    ParityRequest,
+    ModelError,
     ProbeTimeoutError,
     ReferenceCorruptError,
     ReferenceMissingError,
-    run_parity,
 )
+from envrepro.parity import ParityRequest, run_parity
 from envrepro.probe.modelprobe import array_digest
+from envrepro.runner import CONTAINER_USER, IN_DIR, OUT_DIR, ROOT
+from envrepro.tolerance import Tolerance, Tolerances
 
 IMAGE = "envrepro-test/unit:1"
 ARCH, WEIGHTS, FILE = "a" * 64, "b" * 64, "c" * 64
@@ -64,11 +66,11 @@ def container(
     weights: str = WEIGHTS,
     error: Mapping[str, str] | None = None,
 ) -> Callable[..., RunResult]:
-    """What the probe does inside the image: write record.json and model-0.npz into the writable mount."""
+    """What the probe does inside the image: write record.json and model-0.npz into the writable directory."""
 
-    def run(command: Sequence[str], mounts: Sequence[Mount], environment: Mapping[str, str]) -> RunResult:
-        out = next(m.source for m in mounts if m.target == OUT_MOUNT)
-        reference = next(m.source for m in mounts if m.target.endswith("reference.npz"))
+    def run(command: Sequence[str], fs: ContainerFs, environment: Mapping[str, str]) -> RunResult:
+        out = fs.path(OUT_DIR)
+        reference = fs.path(command[command.index("--inputs") + 1])
         with np.load(reference) as data:
             outputs = data["output.0"] + np.float32(delta)
         np.savez(out / "model-0.npz", **{"output.0": outputs})
@@ -100,10 +102,18 @@ def test_same_outputs_pass_and_the_container_is_locked_down(
     call = engine.runs[0]
     assert call.network_disabled
     assert call.user == CONTAINER_USER
-    assert call.mem_limit == "4g"
-    assert call.command[:2] == ("python3", "/envrepro/probe/main.py")
-    assert [m.target for m in call.mounts if not m.read_only] == [OUT_MOUNT]
+    assert call.memory_bytes == 4 * 1024**3
+    assert call.cpus == 2
+    assert call.command[:2] == ("python3", f"{IN_DIR}/probe/main.py")
+    assert call.volumes == (ROOT,)
+    assert [m.name for m in members(engine.uploads[0]) if m.uid != 0 or m.mode & 0o222] == ["out"]
     assert engine.removed_containers == 1
+
+
+def members(tar: bytes) -> list[tarfile.TarInfo]:
+    """The members of a tar the runner uploaded (what the container user may write: uid != 0 or w bits)."""
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        return archive.getmembers()
 
 
 def test_drift_beyond_tolerance_fails_and_names_the_environment_change(
@@ -133,10 +143,8 @@ def test_other_weights_are_a_model_mismatch_not_a_numeric_drift(
 
 
 def test_per_output_tolerance_overrides_the_default(recorded: tuple[Path, Path, dict[str, Any]]) -> None:
-    from envrepro.compare import Tolerance
-
     snap, model, raw = recorded
-    loose = request(snap, model, per_output={"logits": Tolerance(atol=1e-2, rtol=0)})
+    loose = request(snap, model, tolerances=Tolerances(per_output={"logits": Tolerance(atol=1e-2, rtol=0)}))
     assert run_parity(loose, lambda: engine_with(container(raw, delta=1e-3))).verdict == "pass"
 
 
@@ -214,3 +222,98 @@ def test_missing_model_is_one_line(cli: Callable[..., CliResult], recorded: tupl
     assert result.exit_code == 2
     assert len(result.error_lines) == 1
     assert "no such model" in result.error_lines[0]
+
+
+# Flags: parsed to typed values once, before anything runs; a bad value is one line naming the flag
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--atol", "nan"], "--atol 'nan' is not a finite number >= 0"),
+        (["--rtol", "nan"], "--rtol 'nan' is not a finite number >= 0"),
+        (["--atol", "inf"], "--atol 'inf' is not a finite number >= 0"),
+        (["--atol", "-1e-5"], "--atol '-1e-05' is not a finite number >= 0"),
+        (["--tolerance", "logits=nan"], "--tolerance logits 'nan' is not a finite number >= 0"),
+        (["--tolerance", "logits=1e-3,-1"], "--tolerance logits '-1.0' is not a finite number >= 0"),
+        (["--timeout", "nan"], "--timeout 'nan' is not a finite number of seconds >= 1"),
+        (["--timeout", "inf"], "--timeout 'inf' is not a finite number of seconds >= 1"),
+        (["--timeout", "-1"], "--timeout '-1' is not a finite number of seconds >= 1"),
+        (["--memory", "abc"], "--memory 'abc' is not a memory size of at least 6m"),
+        (["--memory", "0"], "--memory '0' is not a memory size of at least 6m"),
+        (["--cpus", "0"], "--cpus '0' is not a number of CPUs >= 0.01"),
+        (["--cpus", "nan"], "--cpus 'nan' is not a number of CPUs >= 0.01"),
+        (["--image", "UPPER CASE"], "--image 'UPPER CASE' is not a valid image reference"),
+        (["--image", "Envrepro/x:1"], "--image 'Envrepro/x:1' is not a valid image reference"),
+    ],
+)
+def test_bad_limits_tolerances_and_image_names_are_one_line_naming_the_flag(
+    cli: Callable[..., CliResult], recorded: tuple[Path, Path, Any], argv: list[str], message: str
+) -> None:
+    snap, model, _ = recorded
+    result = cli("parity", "--snapshot", str(snap), "--model", str(model), *argv)
+    assert result.exit_code == 2
+    assert len(result.error_lines) == 1
+    assert message in result.error_lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_a_tolerance_for_an_output_the_model_does_not_have_lists_its_outputs(
+    cli: Callable[..., CliResult], recorded: tuple[Path, Path, Any]
+) -> None:
+    snap, model, _ = recorded
+    result = cli("parity", "--snapshot", str(snap), "--model", str(model), "--tolerance", "logitz=1e-3")
+    assert result.exit_code == 2
+    assert result.error_lines == [
+        "error: --tolerance logitz=...: the model has no output 'logitz' (its outputs: logits)"
+    ]
+
+
+def test_nan_tolerances_can_never_be_made_so_drift_cannot_pass(recorded: tuple[Path, Path, Any]) -> None:
+    from envrepro.errors import ToleranceError
+
+    snap, model, raw = recorded
+    for options in ({"atol": float("nan")}, {"rtol": float("nan")}, {"atol": -1.0}):
+        with pytest.raises(ToleranceError):
+            request(snap, model, tolerances=Tolerances(**options))
+    with pytest.raises(ToleranceError):
+        Tolerance(atol=0.0, rtol=float("nan"))
+    report = run_parity(request(snap, model), lambda: engine_with(container(raw, delta=1e-3)))
+    assert report.verdict == "fail"
+
+
+def test_nan_in_the_image_where_training_had_numbers_fails_even_with_loose_tolerances(
+    recorded: tuple[Path, Path, Any],
+) -> None:
+    snap, model, raw = recorded
+    loose = request(snap, model, tolerances=Tolerances(atol=1e30, rtol=1e30))
+    report = run_parity(loose, lambda: engine_with(container(raw, delta=float("nan"))))
+    assert report.verdict == "fail"
+    assert report.outputs[0].reason == "NaN in different places"
+
+
+def test_a_model_file_the_probe_replaced_with_garbage_is_an_invalid_output(
+    recorded: tuple[Path, Path, Any],
+) -> None:
+    from envrepro.errors import ProbeOutputError
+
+    snap, model, raw = recorded
+    inner = container(raw)
+
+    def garbage(command: Sequence[str], fs: ContainerFs, environment: Mapping[str, str]) -> RunResult:
+        result = inner(command, fs, environment)
+        (fs.path(OUT_DIR) / "model-0.npz").write_bytes(b"not an npz")
+        return result
+
+    with pytest.raises(ProbeOutputError, match=r"the probe's output is not valid: model-0\.npz"):
+        run_parity(request(snap, model), lambda: engine_with(garbage))
+
+
+@pytest.mark.parametrize("spec", ["image:UPPER", "image:a@sha256:xyz"])
+def test_diff_of_an_image_without_a_valid_reference_is_one_line(
+    cli: Callable[..., CliResult], spec: str
+) -> None:
+    result = cli("diff", spec, str(CASES / "tf221-cpu-snapshot" / "envrepro.lock.json"))
+    assert result.exit_code == 2
+    assert len(result.error_lines) == 1
+    assert "is not a valid image reference" in result.error_lines[0]

@@ -12,16 +12,20 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import CASES, CliResult
-from test_parity_unit import ARCH, FILE, IMAGE, WEIGHTS, engine_with
+from support.fake_engine import ContainerFs
+from test_parity_unit import ARCH, FILE, IMAGE, WEIGHTS, engine_with, members
 
 from envrepro import snapshot
-from envrepro.engine import Mount, RunResult
-from envrepro.parity import OUT_MOUNT, PREPROCESS_MOUNT, RAW_MOUNT, ParityRequest, run_parity
+from envrepro.engine import RunResult
+from envrepro.parity import ParityRequest, run_parity
 from envrepro.probe.modelprobe import array_digest
+from envrepro.runner import OUT_DIR, in_path
 
 sys.path.insert(0, str(Path(snapshot.__file__).parent / "probe"))
 import preprocess as probe_preprocess  # the probe's module, imported the way the probe imports it
 
+PREPROCESS_DIR = in_path("preprocess")
+RAW_MOUNT = in_path("preprocess.npz")
 CASE = CASES / "preprocess-stats"
 TRAINING = CASE / "training" / "normalise.py"
 SERVING = CASE / "serving" / "normalise.py"
@@ -68,19 +72,18 @@ def _npz(path: Path, *arrays: np.ndarray[Any, Any]) -> str:
 def container(raw_doc: Mapping[str, Any], *, model_delta: float = 0.0) -> Callable[..., RunResult]:
     """What the probe does inside the image; the preprocessing really runs, from the mounted directory."""
 
-    def run(command: Sequence[str], mounts: Sequence[Mount], environment: Mapping[str, str]) -> RunResult:
-        by_target = {m.target: m.source for m in mounts}
-        out = by_target[OUT_MOUNT]
+    def run(command: Sequence[str], fs: ContainerFs, environment: Mapping[str, str]) -> RunResult:
+        out = fs.path(OUT_DIR)
         spec = command[command.index("--preprocess") + 1] if "--preprocess" in command else None
         record: dict[str, Any] = {"environment": raw_doc["environment"]}
         if spec is not None:
             assert command[command.index("--raw") + 1] == RAW_MOUNT
-            host_spec = spec.replace(PREPROCESS_MOUNT, str(by_target[PREPROCESS_MOUNT]))
+            host_spec = spec.replace(PREPROCESS_DIR, str(fs.path(PREPROCESS_DIR)))
             pre = probe_preprocess.run_preprocess(
-                host_spec, str(by_target[RAW_MOUNT]), str(out / "preprocess.npz"), save_raw=False
+                host_spec, str(fs.path(RAW_MOUNT)), str(out / "preprocess.npz"), save_raw=False
             )
             record["preprocessing"] = {**pre, "function": spec, "error": None}
-        reference = next(m.source for m in mounts if m.target.endswith("reference.npz"))
+        reference = fs.path(command[command.index("--inputs") + 1])
         with np.load(reference) as data:
             np.savez(out / "model-0.npz", **{"output.0": data["output.0"] + np.float32(model_delta)})
         record["models"] = [{**raw_doc["models"][0], "error": None, "reference": None}]
@@ -99,7 +102,7 @@ def parity(snap: Path, model: Path, raw_doc: dict[str, Any], **options: Any) -> 
     return report, engine
 
 
-def test_same_preprocessing_passes_and_its_directory_and_raw_samples_are_mounted_read_only(
+def test_same_preprocessing_passes_and_its_directory_and_raw_samples_are_copied_in_read_only(
     tmp_path: Path,
 ) -> None:
     snap, model, raw_doc = recorded_snapshot(tmp_path)
@@ -109,11 +112,18 @@ def test_same_preprocessing_passes_and_its_directory_and_raw_samples_are_mounted
     assert [p.name for p in report.preprocessing] == ["preprocessed.0"]
     assert report.preprocessing[0].max_abs_error == 0.0
     assert "preprocessing matches" in report.summary
-    mounts = {m.target: m for m in engine.runs[0].mounts}
-    assert mounts[PREPROCESS_MOUNT].read_only
-    assert mounts[PREPROCESS_MOUNT].source == TRAINING.parent.resolve()
-    assert mounts[RAW_MOUNT].read_only
-    assert f"{PREPROCESS_MOUNT}/normalise.py:normalise" in engine.runs[0].command
+    sent = {f"/envrepro/{m.name}": m for m in members(engine.uploads[0])}
+    expected = {
+        path.relative_to(TRAINING.parent).as_posix()
+        for path in TRAINING.parent.rglob("*.*")
+        if "__pycache__" not in path.parts
+    }
+    assert expected <= {
+        name[len(PREPROCESS_DIR) + 1 :] for name in sent if name.startswith(PREPROCESS_DIR + "/")
+    }
+    for name in (PREPROCESS_DIR, f"{PREPROCESS_DIR}/normalise.py", RAW_MOUNT):
+        assert sent[name].uid == 0 and not sent[name].mode & 0o222, name
+    assert f"{PREPROCESS_DIR}/normalise.py:normalise" in engine.runs[0].command
 
 
 def test_other_statistics_in_the_image_are_named_as_a_preprocessing_difference_not_a_model_one(
@@ -169,7 +179,7 @@ def test_inputs_of_another_dtype_than_the_model_takes_are_warned_about(tmp_path:
 
 
 def test_inputs_of_another_shape_than_the_model_takes_are_warned_about(tmp_path: Path) -> None:
-    from envrepro.parity import model_checks
+    from envrepro.explain import model_checks
     from envrepro.snapshot import ModelRecord
 
     model = ModelRecord.model_validate(

@@ -1,0 +1,223 @@
+"""The in-image runner: the one place that creates containers of an image to run something in it.
+
+Parity, `diff image:` and the build's look at a base image all run here. Each run is one locked-down
+container (see `engine.ContainerSpec`: no network, read-only root filesystem, non-root, capabilities
+dropped, no new privileges, pids/memory/CPU limits, a time limit) that is always removed, with its
+volumes, whatever happens (an error, a timeout, Ctrl-C or any other signal turned into an exception).
+
+Files go in and out only through the Engine API's archives, never as host paths, so a remote engine
+works like a local one. The layout inside the container, on one anonymous volume at `/envrepro`:
+
+    /envrepro/in/...   what the host sends: owned by root, files 0444 and directories 0555
+    /envrepro/out/     the only place the container user (uid 10001) may write; read back as untrusted
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import tarfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from envrepro import outbox
+from envrepro.data import numerics_env_names
+from envrepro.engine import ContainerEngine, ContainerSpec, RunResult
+from envrepro.errors import (
+    ContainerRunError,
+    ImageNotFoundError,
+    ProbeOutOfMemoryError,
+    ProbeTimeoutError,
+)
+from envrepro.introspect import PROBE_DIR
+from envrepro.render import UID
+from envrepro.signals import deferred_signals
+
+log = logging.getLogger(__name__)
+
+ROOT = "/envrepro"
+IN_DIR = f"{ROOT}/in"
+OUT_DIR = f"{ROOT}/out"
+PROBE_IN = f"{IN_DIR}/probe"
+CONTAINER_USER = f"{UID}:{UID}"  # the non-root user the rendered images create
+DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_MEMORY_BYTES = 4 * 1024**3
+DEFAULT_CPUS = 2.0  # or the engine's CPU count when it has fewer
+EXIT_KILLED = 137  # 128 + SIGKILL: what a container killed by its memory limit exits with
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    memory_bytes: int = DEFAULT_MEMORY_BYTES
+    cpus: float | None = None  # None: DEFAULT_CPUS, at most the engine's CPU count
+
+
+@dataclass(frozen=True)
+class InFile:
+    """A host file or directory sent into the container at /envrepro/in/<target>."""
+
+    source: Path
+    target: str
+
+
+@dataclass(frozen=True)
+class ProbeOutput:
+    """The probe's record and the other files it wrote (untrusted bytes, parsed by the caller)."""
+
+    record: dict[str, Any]
+    files: Mapping[str, bytes] = field(default_factory=dict)
+    logs: str = ""
+
+    def arrays(self, name: str) -> dict[str, Any]:
+        return outbox.parse_npz(dict(self.files), name)
+
+
+def in_path(target: str) -> str:
+    return f"{IN_DIR}/{target}"
+
+
+def run_probe(
+    engine: ContainerEngine,
+    image: str,
+    args: Sequence[str] = (),
+    inputs: Sequence[InFile] = (),
+    limits: Limits = Limits(),
+) -> ProbeOutput:
+    """Run the snapshot probe inside `image` on `inputs` and return what it wrote to /envrepro/out."""
+    if not engine.image_exists(image):
+        raise ImageNotFoundError(image)
+    command = (
+        "python3", f"{PROBE_IN}/main.py", "--out", f"{OUT_DIR}/record.json", "--ref-dir", OUT_DIR,
+        "--env-names", ",".join(numerics_env_names()), *args,
+    )  # fmt: skip
+    spec = ContainerSpec(
+        image=image,
+        command=command,
+        user=CONTAINER_USER,
+        environment={"HOME": "/tmp", "TF_CPP_MIN_LOG_LEVEL": "2"},  # noqa: S108 - inside the container
+        volumes=(ROOT,),
+        memory_bytes=limits.memory_bytes,
+        cpus=_cpus(engine, limits),
+    )
+    tar = input_tar([InFile(PROBE_DIR, "probe"), *inputs])
+    with _container(engine, spec) as container:
+        engine.put_archive(container, ROOT, tar)
+        result = engine.start_container(container, limits.timeout_s)
+        log.debug("container log:\n%s", result.logs)
+        _check_exit(image, result, limits)
+        with contextlib.closing(engine.get_archive(container, OUT_DIR)) as chunks:
+            files = outbox.read_files(chunks)  # closing drops the stream before the container goes
+    if "record.json" not in files:
+        raise ContainerRunError(image, result.exit_code, _tail(result.logs))
+    return ProbeOutput(outbox.parse_json(files, "record.json"), files, result.logs)
+
+
+def run_command(
+    engine: ContainerEngine,
+    image: str,
+    command: Sequence[str],
+    limits: Limits = Limits(),
+    environment: Mapping[str, str] | None = None,
+) -> RunResult:
+    """Run `command` in a locked-down container of `image` as the image's user; its exit code and log."""
+    spec = ContainerSpec(
+        image=image,
+        command=tuple(command),
+        environment=dict(environment or {}),
+        memory_bytes=limits.memory_bytes,
+        cpus=_cpus(engine, limits),
+    )
+    with _container(engine, spec) as container:
+        return engine.start_container(container, limits.timeout_s)
+
+
+class _container:  # noqa: N801 - used as a context manager, reads like one
+    """Create the container; remove it (and its volumes) on the way out, whatever the way out is."""
+
+    def __init__(self, engine: ContainerEngine, spec: ContainerSpec) -> None:
+        self.engine = engine
+        self.spec = spec
+        self.id = ""
+
+    def __enter__(self) -> str:
+        try:
+            with deferred_signals():  # a signal waits until the ID is known, so that it can be removed
+                self.id = self.engine.create_container(replace(self.spec, run_id=_run_id()))
+        except BaseException:
+            if self.id:
+                self.engine.remove_container(self.id)
+            raise
+        return self.id
+
+    def __exit__(self, *exc: object) -> None:
+        self.engine.remove_container(self.id)
+
+
+def _run_id() -> str:
+    """The caller's own run id (ENVREPRO_RUN_ID), put on its containers as a label: CI runs and test
+    sessions sharing one engine each find their own containers and no one else's."""
+    return os.environ.get("ENVREPRO_RUN_ID", "")
+
+
+def _cpus(engine: ContainerEngine, limits: Limits) -> float:
+    return limits.cpus if limits.cpus is not None else min(DEFAULT_CPUS, float(engine.cpu_count()))
+
+
+def _check_exit(image: str, result: RunResult, limits: Limits) -> None:
+    if result.timed_out:
+        raise ProbeTimeoutError(image, limits.timeout_s)
+    if result.oom_killed or result.exit_code == EXIT_KILLED:
+        raise ProbeOutOfMemoryError(image, limits.memory_bytes)
+
+
+def _tail(logs: str, lines: int = 3) -> str:
+    kept = [line.strip() for line in logs.strip().splitlines() if line.strip()][-lines:]
+    return " | ".join(kept) if kept else "no output"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The input archive: everything under in/ owned by root and unwritable; out/ owned by the container user
+
+
+def input_tar(inputs: Sequence[InFile]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        archive.addfile(_dir_info("in", 0, 0o555))
+        for item in inputs:
+            _add(archive, item.source, f"in/{item.target}")
+        archive.addfile(_dir_info("out", UID, 0o700))
+    return buffer.getvalue()
+
+
+def _add(archive: tarfile.TarFile, source: Path, name: str) -> None:
+    for parent in _parents(name):
+        archive.addfile(_dir_info(parent, 0, 0o555))
+    archive.add(str(source), arcname=name, recursive=True, filter=_read_only)
+
+
+def _parents(name: str) -> list[str]:
+    parts = name.split("/")[1:-1]
+    return [f"in/{'/'.join(parts[: i + 1])}" for i in range(len(parts))]
+
+
+def _read_only(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    if "__pycache__" in info.name.split("/"):
+        return None
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    info.mode = 0o555 if info.isdir() or info.mode & 0o111 else 0o444
+    info.mtime = 0
+    return info
+
+
+def _dir_info(name: str, owner: int, mode: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    info.uid = info.gid = owner
+    info.mode = mode
+    return info
