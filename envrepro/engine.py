@@ -18,12 +18,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-import docker  # envrepro imports the Docker SDK here and nowhere else
 import requests
-from docker.errors import APIError, DockerException, ImageNotFound
+from docker.errors import APIError, ImageNotFound
 from docker.types import Mount as SdkMount
 
-from envrepro.errors import EnvreproError
+from envrepro import connect
+from envrepro.errors import (
+    EngineUnavailableError,  # noqa: F401 - callers import it from here
+    EnvreproError,
+)
 from envrepro.probe.redact import redact_text
 from envrepro.target import BuiltImage
 
@@ -37,18 +40,6 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # colour codes pip and apt write i
 
 # ---------------------------------------------------------------------------------------------------------
 # Errors
-
-
-class EngineUnavailableError(EnvreproError):
-    """No Docker engine answers."""
-
-    def __init__(self, host: str, reason: str) -> None:
-        super().__init__(
-            f"no Docker engine reachable at DOCKER_HOST={host}: {reason}",
-            hint="start the engine (dockerd), or set DOCKER_HOST to the engine's address",
-        )
-        self.host = host
-        self.reason = reason
 
 
 class BuildFailedError(EnvreproError):
@@ -210,16 +201,9 @@ class DockerEngine:
     """A Docker engine reached through the SDK (`DOCKER_HOST`, `DOCKER_TLS_VERIFY`, ... respected)."""
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
-
-        environ = dict(os.environ if env is None else env)
-        self.host = environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
-        try:
-            self.client = docker.from_env(environment=environ, timeout=600)
-            self.client.ping()
-        except DockerException as exc:
-            raise EngineUnavailableError(self.host, _short(exc)) from exc
-        except OSError as exc:
-            raise EngineUnavailableError(self.host, str(exc)) from exc
+        """Reach the engine as connect.py resolves it (DOCKER_HOST, docker context, local socket)."""
+        endpoint, self.client = connect.connect(os.environ if env is None else env)
+        self.host = endpoint.shown  # credentials redacted
         self.api = self.client.api
 
     def image_exists(self, ref: str) -> bool:
