@@ -90,9 +90,10 @@ def resolve(env: Mapping[str, str]) -> Endpoint:
     if host:
         return Endpoint(host, "DOCKER_HOST", _env_tls(env), timeout_s)
     config_dir = _config_dir(env)
+    source = "DOCKER_CONTEXT" if env.get("DOCKER_CONTEXT") else "currentContext"
     name = env.get("DOCKER_CONTEXT") or _current_context(config_dir)
     if name and name != DEFAULT_CONTEXT:
-        return _context_endpoint(config_dir, name, timeout_s)
+        return _context_endpoint(config_dir, name, source, timeout_s)
     return Endpoint(DEFAULT_HOST, "default socket", _env_tls(env), timeout_s)
 
 
@@ -133,23 +134,23 @@ def _current_context(config_dir: Path) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _context_endpoint(config_dir: Path, name: str, timeout_s: float) -> Endpoint:
-    """The docker endpoint of context `name`, from the CLI's context store."""
+def _context_endpoint(config_dir: Path, name: str, source: str, timeout_s: float) -> Endpoint:
+    """The docker endpoint of context `name` (named by `source`), from the CLI's context store."""
     digest = hashlib.sha256(name.encode()).hexdigest()
     meta_file = config_dir / "contexts" / "meta" / digest / "meta.json"
     if not meta_file.is_file():
         raise EngineConfigError(
-            "docker context",
+            source,
             repr(name),
             f"no such context in {config_dir / 'contexts'}",
             hint="`docker context ls` lists the contexts; `docker context use default` goes back to "
             "DOCKER_HOST or the local socket",
         )
-    meta = _read_json(meta_file, f"docker context {name!r}")
+    meta = _read_json(meta_file, source)
     endpoint = (meta.get("Endpoints") or {}).get("docker") or {}
     host = endpoint.get("Host") if isinstance(endpoint, dict) else None
     if not isinstance(host, str) or not host:
-        raise EngineConfigError("docker context", repr(name), f"{meta_file} names no docker endpoint Host")
+        raise EngineConfigError(source, repr(name), f"{meta_file} names no docker endpoint Host")
     tls_dir = config_dir / "contexts" / "tls" / digest / "docker"
     return Endpoint(host, f"docker context {name}", _context_tls(host, tls_dir, endpoint), timeout_s)
 
