@@ -1,0 +1,194 @@
+"""envrepro against engines other than this machine's default one (tests/support/engines.py):
+
+- dind: a second Docker engine reached at 127.0.0.1 over TCP with TLS (.ci/dind.sh); none of this
+  machine's paths exist on it, as on a remote build host or a CI service's docker-in-docker;
+- podman: Podman's Docker-compatible API (.ci/podman.sh).
+
+Every test runs with REQUESTS_CA_BUNDLE pointing at an unrelated bundle: the engine must be verified
+with its own CA whatever requests' environment says (docker/docker-py#2433, #2598).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import certifi
+import pytest
+from conftest import _run_cli, build_args
+from engines import BASE_IMAGE, ExtraEngine
+
+from envrepro import snapshot as snapshot_mod
+from envrepro.engine import BuildEvent, BuildFailedError, DockerEngine
+from envrepro.errors import EngineUnavailableError
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
+
+UNRELATED_BUNDLE = certifi.where()  # public CAs only: the engines' own CAs are not in it
+
+
+@pytest.fixture(autouse=True)
+def unrelated_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", UNRELATED_BUNDLE)
+    monkeypatch.setenv("CURL_CA_BUNDLE", UNRELATED_BUNDLE)
+
+
+def context_tar(dockerfile: str) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        data = dockerfile.encode()
+        member = tarfile.TarInfo("Dockerfile")
+        member.size = len(data)
+        archive.addfile(member, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reaching the engine
+
+
+def test_engine_is_reached_with_its_own_ca_whatever_requests_ca_bundle_says(
+    extra_engine: ExtraEngine,
+) -> None:
+    engine = DockerEngine(extra_engine.env)
+    assert engine.image_exists(BASE_IMAGE)
+    assert engine.host == extra_engine.env["DOCKER_HOST"]
+
+
+def test_the_tls_engine_is_tls_only(dind_engine: ExtraEngine) -> None:
+    assert dind_engine.env["DOCKER_TLS_VERIFY"] == "1"
+    with pytest.raises(EngineUnavailableError) as caught:  # no certificates: the engine refuses
+        DockerEngine({"DOCKER_HOST": dind_engine.env["DOCKER_HOST"]})
+    assert caught.value.where == f"DOCKER_HOST={dind_engine.env['DOCKER_HOST']}"
+
+
+def test_a_docker_context_made_by_the_docker_cli_reaches_the_tls_engine(
+    dind_engine: ExtraEngine, tmp_path: Path
+) -> None:
+    certs = Path(dind_engine.env["DOCKER_CERT_PATH"])
+    host = dind_engine.env["DOCKER_HOST"]
+    spec = f"host={host},ca={certs / 'ca.pem'},cert={certs / 'cert.pem'},key={certs / 'key.pem'}"
+    env = {"DOCKER_CONFIG": str(tmp_path), "PATH": "/usr/bin:/bin:/usr/local/bin"}
+    for argv in (["context", "create", "dind", "--docker", spec], ["context", "use", "dind"]):
+        subprocess.run(["docker", *argv], env=env, check=True, capture_output=True)
+    engine = DockerEngine({"DOCKER_CONFIG": str(tmp_path)})  # no DOCKER_HOST: the current context
+    assert engine.host == host
+    assert engine.image_exists(BASE_IMAGE)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# DockerEngine's own calls
+
+
+def test_build_inspect_and_remove_through_docker_engine(extra_engine: ExtraEngine) -> None:
+    engine = extra_engine.engine
+    tag = f"envrepro-test/remote-tiny:{extra_engine.name}"
+    dockerfile = f"FROM {BASE_IMAGE}\nLABEL io.envrepro.test=remote\nRUN echo built > /built.txt\n"
+    events: list[BuildEvent] = []
+    built = engine.build(context_tar(dockerfile), tag=tag, on_event=events.append, no_cache=True)
+    try:
+        assert engine.image_exists(tag)
+        info = engine.inspect_image(tag)
+        assert info.image_id == built.image_id
+        assert info.labels["io.envrepro.test"] == "remote"
+        assert [(e.step, e.total) for e in events] == [(1, 3), (2, 3), (3, 3)]  # the build streamed its steps
+    finally:
+        engine.remove_image(tag)
+    assert not engine.image_exists(tag)
+
+
+def test_failing_build_step_is_named(extra_engine: ExtraEngine) -> None:
+    dockerfile = f"FROM {BASE_IMAGE}\nRUN echo about to fail && exit 3\n"
+    tag = f"envrepro-test/remote-fails:{extra_engine.name}"
+    with pytest.raises(BuildFailedError) as caught:
+        extra_engine.engine.build(context_tar(dockerfile), tag=tag)
+    assert caught.value.instruction == "RUN echo about to fail && exit 3"
+    assert caught.value.step == "2/2"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# envrepro build of a small snapshot (no TensorFlow), then `diff image:` of what it built
+
+
+@pytest.fixture(scope="session")
+def plain_snapshot(plain_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("plain-snapshot") / "envrepro.lock.json"
+    result = _run_cli(["snapshot", "--python", str(plain_python), "-o", str(out)])
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def plain_build(
+    extra_engine: ExtraEngine, plain_snapshot: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    tag = f"envrepro-test/remote-plain:{extra_engine.name}"
+    out = tmp_path_factory.mktemp(f"plain-build-{extra_engine.name}") / "build"
+    argv = ["build", "--snapshot", str(plain_snapshot), "--base-image", BASE_IMAGE, "--out", str(out),
+            "--tag", tag, "--pip-cert", "/etc/ssl/certs/ca-certificates.crt"]  # fmt: skip
+    return extra_engine.cli(argv, REQUESTS_CA_BUNDLE=UNRELATED_BUNDLE), tag
+
+
+def test_envrepro_build_of_a_small_snapshot_runs_on_the_engine(
+    plain_build: tuple[subprocess.CompletedProcess[str], str], plain_snapshot: Path, extra_engine: ExtraEngine
+) -> None:
+    result, tag = plain_build
+    assert result.returncode == 0, result.stderr
+    info = extra_engine.engine.inspect_image(tag)
+    assert info.labels["io.envrepro.snapshot.digest"] == snapshot_mod.load(plain_snapshot).digest()
+
+
+def test_diff_of_the_built_image_against_its_snapshot_has_nothing_that_breaks_results(
+    plain_build: tuple[subprocess.CompletedProcess[str], str], plain_snapshot: Path, extra_engine: ExtraEngine
+) -> None:
+    """Needs the in-image probe to reach the container without host paths (archive upload/download)."""
+    _, tag = plain_build
+    result = extra_engine.cli(["diff", str(plain_snapshot), f"image:{tag}", "--format", "json"])
+    assert result.returncode == 0, result.stderr
+    groups = {d["group"] for d in json.loads(result.stdout)["differences"]}
+    assert "breaks" not in groups, result.stdout
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The whole pipeline with TensorFlow: build, parity that passes, parity that fails
+
+
+@pytest.fixture(scope="session")
+def tf_build(
+    extra_engine: ExtraEngine, tf_snapshot: Path, planted_cert: Path, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    tag = f"envrepro-test/tf221-remote:{extra_engine.name}"
+    out = tmp_path_factory.mktemp(f"tf-build-{extra_engine.name}") / "build"
+    result = extra_engine.cli(build_args(tf_snapshot, out, planted_cert, "--tag", tag, "--target", "cpu"))
+    assert result.returncode == 0, result.stderr
+    return tag
+
+
+def parity(engine: ExtraEngine, snap: Path, model: Path, image: str, report: Path) -> dict[str, object]:
+    result = engine.cli(["parity", "--snapshot", str(snap), "--model", str(model), "--image", image,
+                         "--report", str(report)])  # fmt: skip
+    data: dict[str, object] = json.loads(report.read_text(encoding="utf-8")) if report.is_file() else {}
+    return {"exit_code": result.returncode, "stderr": result.stderr, **data}
+
+
+def test_parity_passes_on_the_engine(
+    extra_engine: ExtraEngine, tf_build: str, tf_snapshot: Path, tf_models: Path, tmp_path: Path
+) -> None:
+    data = parity(extra_engine, tf_snapshot, tf_models / "dense.h5", tf_build, tmp_path / "parity.json")
+    assert data["exit_code"] == 0, data["stderr"]
+    assert data["verdict"] == "pass"
+
+
+def test_parity_fails_on_the_engine_when_the_weights_differ(
+    extra_engine: ExtraEngine, tf_build: str, tf_snapshot: Path, tf_models: Path, tmp_path: Path
+) -> None:
+    swapped = tmp_path / "models" / "dense.h5"
+    swapped.parent.mkdir()
+    shutil.copy(tf_models / "dense_otherweights.h5", swapped)
+    data = parity(extra_engine, tf_snapshot, swapped, tf_build, tmp_path / "parity.json")
+    assert data["exit_code"] == 1, data["stderr"]
+    assert data["model_mismatch"] is True
