@@ -4,7 +4,9 @@ connect/answer timeout against a listener that never answers, and credentials th
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import http.server
 import json
 import logging
 import shutil
@@ -254,7 +256,49 @@ def test_password_in_an_ssh_address_is_refused_without_showing_it(cli, monkeypat
     assert "a password in a ssh:// address is not supported" in result.error_lines[0]
 
 
-def test_credentials_leave_the_url_and_become_basic_auth() -> None:
-    endpoint = connect.Endpoint(f"tcp://envrepro:{PASSWORD}@10.0.0.8:2376", "DOCKER_HOST")
-    assert connect._split_credentials(endpoint) == ("tcp://10.0.0.8:2376", ("envrepro", PASSWORD))
+@contextmanager
+def recording_endpoint(lifetime_s: float = 60.0) -> Iterator[tuple[int, list[str]]]:
+    """An HTTP listener on 127.0.0.1 that answers /version like an engine and records the Authorization
+    header of every request; it stops by itself after `lifetime_s` or when the test ends."""
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization", ""))
+            body = b'{"ApiVersion": "1.41"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    server.timeout = 0.2
+    stop = threading.Event()
+
+    def serve() -> None:
+        deadline = time.monotonic() + lifetime_s
+        while not stop.is_set() and time.monotonic() < deadline:
+            server.handle_request()
+        server.server_close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], seen
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_credentials_in_docker_host_are_sent_as_basic_auth_and_not_kept_in_the_address() -> None:
+    with recording_endpoint() as (port, seen):
+        endpoint, client = connect.connect({"DOCKER_HOST": f"tcp://envrepro:{PASSWORD}@127.0.0.1:{port}"})
+        client.api.version()
+    token = base64.b64encode(f"envrepro:{PASSWORD}".encode()).decode()
+    assert seen and set(seen) == {f"Basic {token}"}
+    assert client.api.base_url == f"http://127.0.0.1:{port}"
     assert PASSWORD not in repr(endpoint) + endpoint.where

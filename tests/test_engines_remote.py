@@ -20,7 +20,7 @@ from pathlib import Path
 import certifi
 import pytest
 from conftest import _run_cli, build_args
-from engines import BASE_IMAGE, ExtraEngine
+from engines import BASE_IMAGE, ExtraEngine, SshEndpoint
 
 from envrepro import snapshot as snapshot_mod
 from envrepro.engine import BuildEvent, BuildFailedError, DockerEngine
@@ -78,6 +78,31 @@ def test_a_docker_context_made_by_the_docker_cli_reaches_the_tls_engine(
     engine = DockerEngine({"DOCKER_CONFIG": str(tmp_path)})  # no DOCKER_HOST: the current context
     assert engine.host == host
     assert engine.image_exists(BASE_IMAGE)
+
+
+def test_an_ssh_endpoint_reaches_the_engine_behind_it(
+    ssh_endpoint: SshEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """paramiko, with the key and known_hosts of ~/.ssh (an unknown host would be refused)."""
+    monkeypatch.setenv("HOME", str(ssh_endpoint.home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    engine = DockerEngine({"DOCKER_HOST": ssh_endpoint.host})
+    assert engine.image_exists(BASE_IMAGE)
+    assert engine.host == ssh_endpoint.host.replace("root@", "***@")
+
+
+def test_an_ssh_endpoint_with_an_unknown_host_key_is_refused(
+    ssh_endpoint: SshEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (ssh_endpoint.home / ".ssh" / "known_hosts").rename(ssh_endpoint.home / "known_hosts.saved")
+    monkeypatch.setenv("HOME", str(ssh_endpoint.home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    try:
+        with pytest.raises(EngineUnavailableError) as caught:
+            DockerEngine({"DOCKER_HOST": ssh_endpoint.host})
+    finally:
+        (ssh_endpoint.home / "known_hosts.saved").rename(ssh_endpoint.home / ".ssh" / "known_hosts")
+    assert "not found in known_hosts" in caught.value.reason
 
 
 # ---------------------------------------------------------------------------------------------------------

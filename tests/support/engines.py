@@ -11,9 +11,12 @@ ENVREPRO_REQUIRE_DOCKER=1, as in CI).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,3 +108,67 @@ def dind_engine() -> ExtraEngine:
 def _default_tags(engine: DockerEngine) -> set[str]:
     tags = {tag for image in engine.client.images.list() for tag in image.tags}
     return {tag for tag in tags if tag.rpartition("/")[2].startswith("envrepro:")}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# An ssh:// endpoint: Debian's sshd on 127.0.0.1, in front of this machine's engine
+
+
+@dataclass(frozen=True)
+class SshEndpoint:
+    host: str  # ssh://root@127.0.0.1:PORT
+    home: Path  # a HOME whose ~/.ssh holds the client key and the server's host key (known_hosts)
+
+
+def _free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        return int(probe.getsockname()[1])
+
+
+def _ssh_files(folder: Path, port: int) -> Path:
+    """Host key, client key, authorized_keys, known_hosts and sshd_config; returns the sshd_config."""
+    home_ssh = folder / "home" / ".ssh"
+    home_ssh.mkdir(parents=True, mode=0o700)
+    for key in (folder / "host_key", home_ssh / "id_ed25519"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    (folder / "authorized_keys").write_text((home_ssh / "id_ed25519.pub").read_text())
+    host_key = (folder / "host_key.pub").read_text().split()
+    (home_ssh / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
+    config = folder / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {folder / 'host_key'}\n"
+        f"AuthorizedKeysFile {folder / 'authorized_keys'}\nPidFile {folder / 'sshd.pid'}\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
+        "StrictModes no\nUsePAM no\n"
+    )
+    return config
+
+
+@pytest.fixture(scope="session")
+def ssh_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshEndpoint]:
+    """sshd on 127.0.0.1 (key login as root), whose `docker system dial-stdio` reaches this machine's
+    engine. It runs under `timeout` so that it stops by itself even if the session is killed."""
+    if not Path("/usr/sbin/sshd").is_file() or os.geteuid() != 0:
+        require("an ssh server", "install Debian's openssh-server (.ci/run does); runs as root")
+    folder = tmp_path_factory.mktemp("sshd")
+    port = _free_port()
+    config = _ssh_files(folder, port)
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+    server = subprocess.Popen(["timeout", "1800", "/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
+                              stderr=(folder / "sshd.log").open("w"))  # fmt: skip
+    try:
+        _wait_listening(port, server)
+        yield SshEndpoint(f"ssh://root@127.0.0.1:{port}", folder / "home")
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def _wait_listening(port: int, server: subprocess.Popen[bytes]) -> None:
+    for _ in range(100):
+        if server.poll() is not None:
+            pytest.fail(f"sshd exited with {server.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.1)
+    pytest.fail("sshd did not listen")
