@@ -46,6 +46,7 @@ CALL_TIMEOUT_S = 600.0  # any later call that does not stream (inspect, create, 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 DEFAULT_CONTEXT = "default"  # the CLI's name for "DOCKER_HOST or the local socket"
 _TLS_FILES = ("ca.pem", "cert.pem", "key.pem")
+SSH_LIMITS = "the ssh connection's own limits: 15 s for the server's banner, 30 s for authentication"
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ def connect(env: Mapping[str, str]) -> tuple[Endpoint, docker.DockerClient]:
     """Resolve the endpoint, reach the engine within its timeout, and return a client pinned to it."""
     endpoint = resolve(env)
     log.debug("engine: %s", endpoint.where)
+    _quiet_paramiko()
     try:
         version = _api_version(endpoint)
         client = _client(endpoint, version)
@@ -251,6 +253,14 @@ def _tls_config(endpoint: Endpoint) -> TLSConfig:
         ) from None  # fmt: skip
 
 
+def _quiet_paramiko() -> None:
+    """paramiko's transport thread logs its failures with a traceback; the error we raise says it once."""
+    paramiko_log = logging.getLogger("paramiko")
+    paramiko_log.propagate = False
+    if not paramiko_log.handlers:
+        paramiko_log.addHandler(logging.NullHandler())
+
+
 def _ssh_error() -> type[Exception]:
     """paramiko's error root (ssh:// endpoints), without importing paramiko where it is not installed."""
     try:
@@ -261,6 +271,8 @@ def _ssh_error() -> type[Exception]:
 
 
 def _unavailable(endpoint: Endpoint, exc: BaseException) -> EngineUnavailableError:
+    if _timed_out(exc) and endpoint.url.startswith("ssh://"):  # paramiko's limits, not ours, applied
+        return EngineUnavailableError(endpoint.where, f"{_reason(endpoint, exc)} ({SSH_LIMITS})")
     if _timed_out(exc):
         return EngineTimeoutError(endpoint.where, endpoint.timeout_s, TIMEOUT_VARIABLE)
     return EngineUnavailableError(endpoint.where, _reason(endpoint, exc))

@@ -217,6 +217,18 @@ def test_an_engine_that_never_answers_is_exit_2_naming_the_timeout(cli, monkeypa
     assert "ENVREPRO_ENGINE_TIMEOUT=SECONDS" in result.stderr
 
 
+def test_an_ssh_server_that_never_answers_is_exit_2_naming_the_ssh_limits(cli, monkeypatch) -> None:
+    with silent_engine() as port:
+        monkeypatch.setenv("DOCKER_HOST", f"ssh://ci@127.0.0.1:{port}")
+        result = cli("diff", "image:envrepro-test/none:1", "image:envrepro-test/none:1")
+    assert result.exit_code == 2
+    assert result.error_lines == [
+        f"error: no Docker engine reachable at DOCKER_HOST=ssh://***@127.0.0.1:{port}: Error reading SSH "
+        f"protocol banner ({connect.SSH_LIMITS})"
+    ]
+    assert "Traceback" not in result.stderr
+
+
 def test_the_timeout_error_is_an_engine_unavailable_error() -> None:
     with silent_engine() as port, pytest.raises(EngineUnavailableError) as caught:
         connect.connect({"DOCKER_HOST": f"tcp://127.0.0.1:{port}", connect.TIMEOUT_VARIABLE: "0.5"})
