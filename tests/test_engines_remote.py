@@ -13,8 +13,11 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import signal
 import subprocess
+import sys
 import tarfile
+import time
 from pathlib import Path
 
 import certifi
@@ -23,7 +26,7 @@ from conftest import _run_cli, build_args
 from engines import BASE_IMAGE, ExtraEngine, SshEndpoint
 
 from envrepro import snapshot as snapshot_mod
-from envrepro.engine import BuildEvent, BuildFailedError, DockerEngine
+from envrepro.engine import RUN_LABEL, BuildEvent, BuildFailedError, DockerEngine
 from envrepro.errors import EngineUnavailableError
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
@@ -193,9 +196,11 @@ def tf_build(
     return tag
 
 
-def parity(engine: ExtraEngine, snap: Path, model: Path, image: str, report: Path) -> dict[str, object]:
+def parity(
+    engine: ExtraEngine, snap: Path, model: Path, image: str, report: Path, *extra: str
+) -> dict[str, object]:
     result = engine.cli(["parity", "--snapshot", str(snap), "--model", str(model), "--image", image,
-                         "--report", str(report)])  # fmt: skip
+                         "--report", str(report), *extra])  # fmt: skip
     data: dict[str, object] = json.loads(report.read_text(encoding="utf-8")) if report.is_file() else {}
     return {"exit_code": result.returncode, "stderr": result.stderr, **data}
 
@@ -217,3 +222,35 @@ def test_parity_fails_on_the_engine_when_the_weights_differ(
     data = parity(extra_engine, tf_snapshot, swapped, tf_build, tmp_path / "parity.json")
     assert data["exit_code"] == 1, data["stderr"]
     assert data["model_mismatch"] is True
+
+
+def test_parity_timeout_removes_the_container_on_the_engine(
+    extra_engine: ExtraEngine, tf_build: str, tf_snapshot: Path, tf_models: Path, tmp_path: Path
+) -> None:
+    model = tf_models / "cnn.keras"
+    data = parity(extra_engine, tf_snapshot, model, tf_build, tmp_path / "parity.json", "--timeout", "1")
+    assert data["exit_code"] == 2
+    assert "within 1 s" in str(data["stderr"])
+    assert extra_engine.engine.running_containers(RUN_LABEL) == []
+
+
+def test_ctrl_c_during_parity_removes_the_container_on_the_engine(
+    extra_engine: ExtraEngine, tf_build: str, tf_snapshot: Path, tf_models: Path
+) -> None:
+    argv = [sys.executable, "-m", "envrepro", "parity", "--snapshot", str(tf_snapshot),
+            "--model", str(tf_models / "cnn.keras"), "--image", tf_build]  # fmt: skip
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=extra_engine.process_env())
+    engine = extra_engine.engine
+    try:
+        for _ in range(600):  # wait for the container to exist (not a time limit on the code under test)
+            if engine.running_containers(RUN_LABEL) or process.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert engine.running_containers(RUN_LABEL), "the parity container never started"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate()
+        assert process.returncode == 130, stderr
+        assert "Traceback" not in stderr
+        assert engine.running_containers(RUN_LABEL) == []
+    finally:
+        process.kill()
