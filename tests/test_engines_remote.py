@@ -69,6 +69,20 @@ def test_the_tls_engine_is_tls_only(dind_engine: ExtraEngine) -> None:
     assert caught.value.where == f"DOCKER_HOST={dind_engine.env['DOCKER_HOST']}"
 
 
+def test_the_tls_engine_is_verified_against_the_ca_given_for_it(
+    dind_engine: ExtraEngine, tmp_path: Path
+) -> None:
+    """Verification is on: the engine's certificate checked against another CA (here requests' own
+    bundle given as ca.pem) is refused."""
+    certs = Path(dind_engine.env["DOCKER_CERT_PATH"])
+    for name in ("cert.pem", "key.pem"):
+        shutil.copy(certs / name, tmp_path / name)
+    shutil.copy(UNRELATED_BUNDLE, tmp_path / "ca.pem")
+    with pytest.raises(EngineUnavailableError) as caught:
+        DockerEngine({**dind_engine.env, "DOCKER_CERT_PATH": str(tmp_path)})
+    assert "CERTIFICATE_VERIFY_FAILED" in caught.value.reason
+
+
 def test_a_docker_context_made_by_the_docker_cli_reaches_the_tls_engine(
     dind_engine: ExtraEngine, tmp_path: Path
 ) -> None:
