@@ -19,11 +19,11 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import docker  # envrepro imports the Docker SDK here and nowhere else
 import requests
-from docker.errors import APIError, DockerException, ImageNotFound
+from docker.errors import APIError, ImageNotFound
 
-from envrepro.errors import BuildFailedError, EngineError, EngineUnavailableError
+from envrepro import connect
+from envrepro.errors import BuildFailedError, EngineError
 from envrepro.probe.redact import redact_text
 from envrepro.target import BuiltImage
 
@@ -186,16 +186,9 @@ class DockerEngine:
     """A Docker engine reached through the SDK (`DOCKER_HOST`, `DOCKER_TLS_VERIFY`, ... respected)."""
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
-
-        environ = dict(os.environ if env is None else env)
-        self.host = environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
-        try:
-            self.client = docker.from_env(environment=environ, timeout=600)
-            self.client.ping()
-        except DockerException as exc:
-            raise EngineUnavailableError(self.host, _short(exc)) from exc
-        except OSError as exc:
-            raise EngineUnavailableError(self.host, str(exc)) from exc
+        """Reach the engine as connect.py resolves it (DOCKER_HOST, docker context, local socket)."""
+        endpoint, self.client = connect.connect(os.environ if env is None else env)
+        self.host = endpoint.shown  # credentials redacted
         self.api = self.client.api
 
     def image_exists(self, ref: str) -> bool:

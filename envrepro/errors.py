@@ -333,14 +333,17 @@ class Terminated(KeyboardInterrupt):
 
 
 class EngineUnavailableError(EnvreproError):
-    """No Docker engine answers."""
+    """No container engine answers at the configured endpoint. `where` never carries credentials."""
 
-    def __init__(self, host: str, reason: str) -> None:
+    def __init__(self, where: str, reason: str, *, hint: str | None = None) -> None:
         super().__init__(
-            f"no Docker engine reachable at DOCKER_HOST={host}: {reason}",
-            hint="start the engine (dockerd), or set DOCKER_HOST to the engine's address",
+            f"no Docker engine reachable at {where}: {reason}",
+            hint=hint
+            or "start the engine (dockerd, or `podman system service`), or point DOCKER_HOST "
+            "(or `docker context use`) at the engine's address",
         )
-        self.host = host
+        self.where = where
+        self.host = where  # the name earlier releases used
         self.reason = reason
 
 
@@ -483,3 +486,27 @@ class OptionValueError(EnvreproError):
         self.flag = flag
         self.value = value
         self.rule = rule
+
+
+class EngineTimeoutError(EngineUnavailableError):
+    """The engine accepted the connection (or was being reached) but did not answer within the limit."""
+
+    def __init__(self, where: str, timeout_s: float, variable: str) -> None:
+        super().__init__(
+            where,
+            f"no answer within {timeout_s:g} s (the engine connect/answer timeout)",
+            hint=f"check that the address is a Docker API endpoint and that the engine is healthy; "
+            f"a slow engine may get longer with {variable}=SECONDS",
+        )
+        self.timeout_s = timeout_s
+        self.variable = variable
+
+
+class EngineConfigError(EnvreproError):
+    """The engine's configuration (an environment variable, a docker context) cannot be used."""
+
+    def __init__(self, setting: str, value: str, reason: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{setting}={value} cannot be used: {reason}", hint=hint)
+        self.setting = setting
+        self.value = value
+        self.reason = reason

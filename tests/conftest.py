@@ -14,6 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "support"))
 
 import envs
+from engines import dind_engine, extra_engine, ssh_endpoint  # noqa: F401 - fixtures of the remote-engine tests
 
 from envrepro.cli import main
 from envrepro.engine import DockerEngine
