@@ -13,6 +13,7 @@ from envrepro import snapshot
 from envrepro.context import context_tar, write_context
 from envrepro.engine import ContainerEngine, OnEvent
 from envrepro.errors import InputFileError
+from envrepro.inventory import PATH_LABEL, retire_replaced, with_snapshot_path
 from envrepro.lock import compute_lock, host_build_secrets
 from envrepro.render import render
 from envrepro.resolve import resolve
@@ -62,6 +63,7 @@ def build(
     live = None if request.render_only else engine()
     base_python = base_python_of(live, request.base_image) if live and request.base_image else None
     target = resolve(snap, target=request.target, base_image=request.base_image, base_python=base_python)
+    target = with_snapshot_path(target, request.snapshot_path)
     if live is not None:
         target = pin_base_digest(target, live)
     for warning in target.warnings:
@@ -86,6 +88,7 @@ def build(
     if request.tag and request.tag != tag:
         live.tag_image(tag, request.tag)
         image = replace(image, tags=tuple(sorted({*image.tags, request.tag})))
+    retire_replaced(live, image, dict(target.labels)[PATH_LABEL])
     return replace(result, image=image)
 
 

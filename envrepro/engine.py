@@ -8,6 +8,7 @@ memory for unit tests, with scripted builds and container runs that are real Pyt
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 import os
@@ -23,7 +24,7 @@ import requests
 from docker.errors import APIError, DockerException, ImageNotFound
 from docker.types import Mount as SdkMount
 
-from envrepro.errors import EnvreproError
+from envrepro.errors import EnvreproError, ImageInUseError
 from envrepro.probe.redact import redact_text
 from envrepro.target import BuiltImage
 
@@ -112,6 +113,31 @@ class ImageInfo:
     repo_digests: tuple[str, ...] = ()  # name@sha256:... where the image came from a registry
 
 
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image as a listing shows it: what `envrepro images` and `envrepro clean` work on."""
+
+    image_id: str
+    tags: tuple[str, ...]  # empty for a dangling image
+    labels: Mapping[str, str]
+    size_bytes: int
+    created: float  # seconds since the epoch
+
+
+@dataclass(frozen=True)
+class EngineFacts:
+    """What the engine says about itself (`docker version` + `docker info`), for `envrepro doctor`."""
+
+    host: str  # DOCKER_HOST as used (unix:///var/run/docker.sock, tcp://..., ssh://...)
+    version: str
+    api_version: str
+    os: str  # OSType: linux / windows
+    arch: str  # x86_64, aarch64, ...
+    operating_system: str  # e.g. Debian GNU/Linux 12 (bookworm)
+    storage_driver: str
+    root_dir: str  # DockerRootDir: where the engine keeps images, on the engine's machine
+
+
 OnEvent = Callable[[BuildEvent], None]
 
 
@@ -140,6 +166,14 @@ class ContainerEngine(Protocol):
     def remove_image(self, ref: str) -> None: ...
 
     def tag_image(self, ref: str, new_ref: str) -> None: ...
+
+    def list_images(self, label: str) -> list[ImageRecord]: ...
+
+    def images_used_by_containers(self) -> frozenset[str]: ...
+
+    def delete_image(self, ref: str, *, prune: bool = True) -> None: ...
+
+    def engine_facts(self) -> EngineFacts: ...
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -333,6 +367,54 @@ class DockerEngine:
         """The image as `docker save` writes it (a tar of layers and configs), streamed."""
         yield from self.client.images.get(ref).save(named=True)
 
+    # --- inventory and doctor (envrepro/inventory.py, envrepro/doctor.py) ---
+
+    def list_images(self, label: str) -> list[ImageRecord]:
+        """Top-level images (tagged or dangling, not intermediate layers) that carry `label`."""
+        try:
+            rows: list[dict[str, Any]] = self.api.images(filters={"label": label})
+        except APIError as exc:
+            raise EngineError("list images", _short(exc)) from exc
+        return [_image_record(row) for row in rows]
+
+    def images_used_by_containers(self) -> frozenset[str]:
+        """IDs of the images any container (running or stopped) was created from."""
+        try:
+            rows: list[dict[str, Any]] = self.api.containers(all=True)
+        except APIError as exc:
+            raise EngineError("list containers", _short(exc)) from exc
+        return frozenset(str(row.get("ImageID", "")) for row in rows if row.get("ImageID"))
+
+    def delete_image(self, ref: str, *, prune: bool = True) -> None:
+        """`docker rmi REF` without force: the engine refuses while a container or child image needs it.
+
+        With only this tag left, the image goes; `prune=False` keeps its untagged parents (the cache)."""
+        try:
+            self.api.remove_image(ref, force=False, noprune=not prune)
+        except ImageNotFound:
+            return
+        except APIError as exc:
+            if exc.status_code == 409:
+                raise ImageInUseError(ref, _short(exc)) from exc
+            raise EngineError(f"remove image {ref}", _short(exc)) from exc
+
+    def engine_facts(self) -> EngineFacts:
+        try:
+            version: dict[str, Any] = self.api.version()
+            info: dict[str, Any] = self.api.info()
+        except APIError as exc:
+            raise EngineError("describe itself", _short(exc)) from exc
+        return EngineFacts(
+            host=self.host,
+            version=str(version.get("Version", "unknown")),
+            api_version=str(version.get("ApiVersion", "unknown")),
+            os=str(info.get("OSType") or version.get("Os") or "unknown"),
+            arch=str(info.get("Architecture") or version.get("Arch") or "unknown"),
+            operating_system=str(info.get("OperatingSystem", "unknown")),
+            storage_driver=str(info.get("Driver", "unknown")),
+            root_dir=str(info.get("DockerRootDir", "")),
+        )
+
 
 def split_ref(ref: str) -> tuple[str, str]:
     """`name:tag` -> (name, tag); a missing tag is `latest` (a registry port is not a tag)."""
@@ -340,6 +422,17 @@ def split_ref(ref: str) -> tuple[str, str]:
     if not sep or "/" in tag:
         return ref, "latest"
     return name, tag
+
+
+def _image_record(row: Mapping[str, Any]) -> ImageRecord:
+    tags = tuple(sorted(tag for tag in row.get("RepoTags") or () if tag != "<none>:<none>"))
+    return ImageRecord(
+        image_id=str(row["Id"]),
+        tags=tags,
+        labels=dict(row.get("Labels") or {}),
+        size_bytes=int(row.get("Size") or 0),
+        created=float(row.get("Created") or 0),
+    )
 
 
 def _wait(container: Any, timeout_s: float) -> RunResult:
@@ -428,9 +521,9 @@ class FakeEngine:
         for message in messages:
             stream.feed(message)
         image_id = stream.finish()
-        labels = dict(re.findall(r'^LABEL ([\w.\-]+)="([^"]*)"', dockerfile, flags=re.MULTILINE))
-        info = ImageInfo(image_id, 1000 * len(context_tar), (tag,), labels, ())
+        info = ImageInfo(image_id, 1000 * len(context_tar), (tag,), _final_labels(dockerfile), ())
         self.images[tag] = info
+        self.created_at.setdefault(image_id, float(len(self.builds)))
         return BuiltImage(info.image_id, info.size_bytes, info.tags)
 
     def run(
@@ -462,6 +555,49 @@ class FakeEngine:
         info = self.inspect_image(ref)
         self.images[new_ref] = replace(info, tags=tuple(sorted({*info.tags, new_ref})))
 
+    # --- inventory and doctor (envrepro/inventory.py, envrepro/doctor.py) ---
+    # Every key of `images` is a ref of its ImageInfo's image: a tag, or the image ID of a dangling image.
+
+    created_at: dict[str, float] = field(default_factory=dict)  # image ID -> epoch seconds
+    containers: dict[str, str] = field(default_factory=dict)  # container ID -> the image ID it was made from
+    facts: EngineFacts = field(
+        default_factory=lambda: EngineFacts(
+            DEFAULT_DOCKER_HOST, "27.5.1", "1.47", "linux", "x86_64", "Debian", "overlay2", "/var/lib/docker"
+        )
+    )
+
+    def list_images(self, label: str) -> list[ImageRecord]:
+        key, _, value = label.partition("=")
+        by_id: dict[str, list[str]] = {}
+        for ref, info in self.images.items():
+            if key in info.labels and (not value or info.labels[key] == value):
+                by_id.setdefault(info.image_id, []).append(ref)
+        return [self._record(image_id, refs) for image_id, refs in by_id.items()]
+
+    def _record(self, image_id: str, refs: list[str]) -> ImageRecord:
+        info = self.images[refs[0]]
+        tags = tuple(sorted(ref for ref in refs if ref != image_id))
+        return ImageRecord(image_id, tags, info.labels, info.size_bytes, self.created_at.get(image_id, 0.0))
+
+    def images_used_by_containers(self) -> frozenset[str]:
+        return frozenset(self.containers.values())
+
+    def delete_image(self, ref: str, *, prune: bool = True) -> None:
+        info = self.images.get(ref)
+        if info is None:
+            return
+        refs = [r for r, i in self.images.items() if i.image_id == info.image_id and r != info.image_id]
+        if len(refs) <= 1 and info.image_id in self.containers.values():
+            raise ImageInUseError(ref, "a container uses it")
+        del self.images[ref]
+        if len(refs) <= 1 and not prune:  # the untagged layers stay: a dangling image
+            self.images[info.image_id] = replace(info, tags=())
+        elif len(refs) <= 1:
+            self.images.pop(info.image_id, None)
+
+    def engine_facts(self) -> EngineFacts:
+        return self.facts
+
 
 def _untar(data: bytes) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
@@ -478,4 +614,16 @@ def _success(dockerfile: str) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = [
         {"stream": f"Step {n}/{len(steps)} : {line}\n"} for n, line in enumerate(steps, start=1)
     ]
-    return [*messages, {"aux": {"ID": "sha256:" + "f" * 64}}, {"stream": "Successfully built ffffffffffff\n"}]
+    image_id = hashlib.sha256(dockerfile.encode()).hexdigest()  # content-addressed, as the engine's are
+    built = {"stream": f"Successfully built {image_id[:12]}\n"}
+    return [*messages, {"aux": {"ID": "sha256:" + image_id}}, built]
+
+
+def _final_labels(dockerfile: str) -> dict[str, str]:
+    """The labels of the last stage: every `name="value"` of its LABEL instructions (continuations too)."""
+    final = re.split(r"^FROM ", dockerfile, flags=re.MULTILINE)[-1].replace("\\\n", " ")
+    labels: dict[str, str] = {}
+    for line in final.splitlines():
+        if line.startswith("LABEL "):
+            labels.update(re.findall(r'([\w.\-]+)="((?:[^"\\]|\\.)*)"', line))
+    return labels
