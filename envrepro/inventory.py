@@ -257,8 +257,9 @@ def _old_enough(record: ImageRecord, request: CleanRequest, now: float) -> bool:
 # --- rendering (pure: values in, a table or JSON text out) ----------------------------------------------
 
 
-def images_table(inventory: Inventory, now: float) -> Table:
+def images_table(inventory: Inventory, now: float | None = None) -> Table:
     """`envrepro images`: one row per image, tags one per line, so that it fits 80 columns."""
+    now = time.time() if now is None else now
     table = Table(box=None, padding=(0, 1), pad_edge=False, header_style="bold")
     for name, justify in (("TAGS", "left"), ("SNAPSHOT", "left"), ("SIZE", "right"), ("CREATED", "right")):
         table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
