@@ -260,7 +260,7 @@ def _old_enough(record: ImageRecord, request: CleanRequest, now: float) -> bool:
 def images_table(inventory: Inventory, now: float | None = None) -> Table:
     """`envrepro images`: one row per image, tags one per line, so that it fits 80 columns."""
     now = time.time() if now is None else now
-    table = Table(box=None, padding=(0, 1), pad_edge=False, header_style="bold")
+    table = Table(box=None, padding=(0, 1, 0, 0), pad_edge=False, header_style="bold")
     for name, justify in (("TAGS", "left"), ("SNAPSHOT", "left"), ("SIZE", "right"), ("CREATED", "right")):
         table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
     table.add_column("STATUS", overflow="fold")
@@ -278,8 +278,6 @@ def images_table(inventory: Inventory, now: float | None = None) -> Table:
 
 def _status(image: EnvreproImage) -> list[str]:
     lines = ["replaced" if image.replaced else "current"]
-    if image.replaced_by:
-        lines.append(f"by {_short_id(image.replaced_by)}")
     return [*lines, "in use"] if image.in_use else lines
 
 
