@@ -292,3 +292,62 @@ def test_a_replaced_build_that_carries_a_tag_the_user_gave_keeps_its_tags(tmp_pa
     second = fake_build(engine, snap_file, "2")
     assert retire_replaced(engine, second, dict(snapshot_path_labels(snap_file))[PATH_LABEL]) == ()
     assert first.tags[0] in engine.images and "team/model:v1" in engine.images
+
+
+# --- the real engine ------------------------------------------------------------------------------------
+
+
+class OwnImages:
+    """The real engine, listing only the images of these snapshot digests: the engine is shared, and a test
+    removes only what it built. Everything else (removal, containers, tags) is the real engine's."""
+
+    def __init__(self, engine: object, digests: set[str]) -> None:
+        self.engine = engine
+        self.digests = digests
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.engine, name)
+
+    def list_images(self, label: str) -> list[object]:
+        records = self.engine.list_images(label)  # type: ignore[attr-defined]
+        mine = lambda r: {r.labels.get(DIGEST_LABEL), r.labels.get(BUILDER_DIGEST_LABEL)} & self.digests  # noqa: E731
+        return [record for record in records if mine(record)]
+
+
+@pytest.mark.integration
+@pytest.mark.docker
+def test_rebuilding_a_changed_snapshot_file_leaves_one_envrepro_tag_and_clean_removes_the_rest(
+    docker_engine, plain_python: Path, planted_cert: Path, tmp_path: Path
+) -> None:
+    from conftest import _run_cli, build_args
+
+    snap, out, user_tag = tmp_path / "envrepro.lock.json", tmp_path / "build", "envrepro-test/rerun:latest"
+    assert _run_cli(["snapshot", "--python", str(plain_python), "-o", str(snap)]).exit_code == 0
+    first = snapshot.load(snap).digest()
+    own = OwnImages(docker_engine, {first})
+    try:
+        built = _run_cli(build_args(snap, out, planted_cert, "--tag", user_tag))
+        assert built.exit_code == 0, built.stderr
+        raw = json.loads(snap.read_text(encoding="utf-8"))
+        raw["environment"]["env"]["PYTHONHASHSEED"] = "0"  # retrained: the same file, another snapshot
+        snap.write_text(json.dumps(raw), encoding="utf-8")
+        second = snapshot.load(snap).digest()
+        own.digests.add(second)
+        rebuilt = _run_cli(build_args(snap, out, planted_cert, "--tag", user_tag))
+        assert rebuilt.exit_code == 0, rebuilt.stderr
+        found = take_inventory(own)  # type: ignore[arg-type]
+        tags = {tag for image in found.images for tag in image.record.tags}
+        assert tags == {f"envrepro:{second[:12]}", user_tag}  # one envrepro tag, not one more per rerun
+        old = [image for image in found.images if image.digest == first]
+        assert old and all(image.replaced and not image.record.tags for image in old)  # layers still cached
+        assert {cache.digest for cache in found.builders} == {first, second}  # the builder stage is labelled
+        dry = clean(own, CleanRequest(dry_run=True))  # type: ignore[arg-type]
+        assert {removal.digest for removal in dry.removed} == {first}
+        assert take_inventory(own) == found  # type: ignore[arg-type]
+        clean(own, CleanRequest())  # type: ignore[arg-type]
+        after = take_inventory(own)  # type: ignore[arg-type]
+        assert {image.digest for image in after.images} == {second}
+        assert {cache.digest for cache in after.builders} == {second}
+    finally:
+        clean(own, CleanRequest(everything=True))  # type: ignore[arg-type]
+    assert take_inventory(own) == inventory.Inventory((), ())  # type: ignore[arg-type]
