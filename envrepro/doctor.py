@@ -102,12 +102,8 @@ def check_engine(
         facts = engine.engine_facts()
     except EnvreproError as exc:
         return Check("engine", "fail", exc.message, exc.hint or ""), None, None
-    detail = f"{_engine_name(facts)} {facts.version} (API {facts.api_version}) at {facts.host}"
+    detail = f"{facts.product} {facts.version} (API {facts.api_version}) at {facts.host}"
     return Check("engine", "ok", detail), engine, facts
-
-
-def _engine_name(facts: EngineFacts) -> str:
-    return "Podman" if "podman" in facts.operating_system.lower() else "Docker"
 
 
 def check_storage(facts: EngineFacts) -> Check:
@@ -122,16 +118,17 @@ def check_storage(facts: EngineFacts) -> Check:
     return Check("storage", "warn", f"storage driver {driver} is not one envrepro is tested with", action)
 
 
-def check_disk(facts: EngineFacts, local: bool | None = None) -> Check:
+def check_disk(facts: EngineFacts) -> Check:
     """Free space where the engine keeps images, when that place is on this host (a local socket)."""
-    root = Path(facts.root_dir) if facts.root_dir else None
-    is_local = facts.host.startswith(("unix://", "npipe://")) if local is None else local
-    if root is None or not is_local or not root.exists():
+    root = Path(facts.root_dir) if facts.root_dir and _is_local(facts) else None
+    try:
+        free = shutil.disk_usage(root).free if root is not None else None
+    except OSError:  # not a path on this host after all, or not ours to look at
+        free = None
+    if root is None or free is None:
         where = facts.root_dir or "its data root"
-        return Check(
-            "disk", "warn", f"free disk unknown: the engine keeps images in {where} on its own machine"
-        )
-    free = shutil.disk_usage(root).free
+        unknown = f"free disk unknown: the engine keeps images in {where} on its own machine"
+        return Check("disk", "warn", unknown, "check free space there: a CPU image needs about 4 GB to build")
     detail = f"{free / 1e9:.1f} GB free in {root}"
     if free < MIN_FREE_BYTES:
         action = "free space (`envrepro clean`, `docker system df`): a CPU image needs about 4 GB to build"
@@ -229,9 +226,14 @@ def _base_image(request: DoctorRequest) -> tuple[str | None, str]:
     return resolve(snapshot.load(path)).base_image, f"resolved for {path}"
 
 
+def _is_local(facts: EngineFacts) -> bool:
+    """A socket on this host: its data root is a path here (not so for tcp://, even on 127.0.0.1)."""
+    return facts.host.startswith(("unix://", "npipe://"))
+
+
 def check_host(facts: EngineFacts) -> Check:
     host = f"host {platform.system()} {platform.machine()}"
-    where = "local socket" if facts.host.startswith(("unix://", "npipe://")) else f"remote, {facts.host}"
+    where = "local socket" if _is_local(facts) else f"remote, {facts.host}"
     detail = f"{host}; engine {facts.os} {facts.arch} ({facts.operating_system}, {where})"
     if facts.os != "linux":
         return Check(

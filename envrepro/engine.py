@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import logging
 import os
 import re
@@ -136,6 +137,7 @@ class EngineFacts:
     operating_system: str  # e.g. Debian GNU/Linux 12 (bookworm)
     storage_driver: str
     root_dir: str  # DockerRootDir: where the engine keeps images, on the engine's machine
+    product: str = "Docker"  # or "Podman" (its Docker-compatible API)
 
 
 OnEvent = Callable[[BuildEvent], None]
@@ -413,6 +415,7 @@ class DockerEngine:
             operating_system=str(info.get("OperatingSystem", "unknown")),
             storage_driver=str(info.get("Driver", "unknown")),
             root_dir=str(info.get("DockerRootDir", "")),
+            product="Podman" if "podman" in json.dumps(version.get("Components", [])).lower() else "Docker",
         )
 
 
