@@ -341,6 +341,13 @@ def test_rebuilding_a_changed_snapshot_file_leaves_one_envrepro_tag_and_clean_re
         old = [image for image in found.images if image.digest == first]
         assert old and all(image.replaced and not image.record.tags for image in old)  # layers still cached
         assert {cache.digest for cache in found.builders} == {first, second}  # the builder stage is labelled
+        listed = _run_cli(["images", "--format", "json"])  # the CLI only reads: safe on a shared engine
+        document = json.loads(listed.stdout)
+        assert {first, second} <= {image["snapshot_digest"] for image in document["images"]}
+        table = _run_cli(["images"])
+        assert f"envrepro:{second[:12]}" in table.stdout and max(map(len, table.stdout.splitlines())) <= 80
+        would = _run_cli(["clean", "--dry-run"])
+        assert would.exit_code == 0 and "would remove" in would.stdout, would.stderr
         dry = clean(own, CleanRequest(dry_run=True))  # type: ignore[arg-type]
         assert {removal.digest for removal in dry.removed} == {first}
         assert take_inventory(own) == found  # type: ignore[arg-type]
