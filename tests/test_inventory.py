@@ -103,6 +103,14 @@ def test_clean_with_a_bad_duration_is_one_clear_error_with_exit_2(cli) -> None:
     assert "30m, 12h, 7d or 2w" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_images_without_an_engine_is_one_clear_error_with_exit_2(cli, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    for command in (["images"], ["clean", "--dry-run"]):
+        result = cli(*command)
+        assert result.exit_code == 2 and len(result.error_lines) == 1, result.stderr
+        assert result.error_lines[0].startswith("error: no Docker engine reachable")
+
+
 # --- the labels a build records ---------------------------------------------------------------------------
 
 
@@ -355,6 +363,13 @@ def test_rebuilding_a_changed_snapshot_file_leaves_one_envrepro_tag_and_clean_re
         after = take_inventory(own)  # type: ignore[arg-type]
         assert {image.digest for image in after.images} == {second}
         assert {cache.digest for cache in after.builders} == {second}
+        stopped = docker_engine.client.containers.create(user_tag, ["true"])  # a stopped container uses it
+        try:
+            kept = clean(own, CleanRequest(everything=True))  # type: ignore[arg-type]
+            assert [k.reason for k in kept.kept] == ["a container uses it"]
+            assert docker_engine.image_exists(user_tag)
+        finally:
+            stopped.remove(force=True)
     finally:
         clean(own, CleanRequest(everything=True))  # type: ignore[arg-type]
     assert take_inventory(own) == inventory.Inventory((), ())  # type: ignore[arg-type]
