@@ -13,6 +13,7 @@ from envrepro import runner, snapshot
 from envrepro.context import context_tar, write_context
 from envrepro.engine import ContainerEngine, OnEvent
 from envrepro.errors import InputFileError
+from envrepro.inventory import PATH_LABEL, retire_replaced, with_snapshot_path
 from envrepro.lock import compute_lock, host_build_secrets
 from envrepro.render import render
 from envrepro.resolve import resolve
@@ -61,7 +62,8 @@ def build(
     secrets = build_secrets(request)
     live = None if request.render_only else engine()
     base_python = base_python_of(live, request.base_image) if live and request.base_image else None
-    target = resolve(snap, target=request.target, base_image=request.base_image, base_python=base_python)
+    resolved = resolve(snap, target=request.target, base_image=request.base_image, base_python=base_python)
+    target = with_snapshot_path(resolved, request.snapshot_path)  # which build replaces which
     if live is not None:
         target = pin_base_digest(target, live)
     for warning in target.warnings:
@@ -83,10 +85,18 @@ def build(
         return result
     tag = default_image_tag(snap.digest())
     image = live.build(context_tar(ctx), tag=tag, on_event=on_event, no_cache=request.no_cache)
-    if request.tag and request.tag != tag:
-        live.tag_image(tag, request.tag)
-        image = replace(image, tags=tuple(sorted({*image.tags, request.tag})))
-    return replace(result, image=image)
+    return replace(result, image=_finish_tags(live, image, request.tag, target))
+
+
+def _finish_tags(
+    engine: ContainerEngine, image: BuiltImage, user_tag: str | None, target: Target
+) -> BuiltImage:
+    """Add the user's --tag, then untag the `envrepro:<digest>` builds of the same snapshot this replaced."""
+    if user_tag and user_tag not in image.tags:
+        engine.tag_image(image.tags[0], user_tag)
+        image = replace(image, tags=tuple(sorted({*image.tags, user_tag})))
+    retire_replaced(engine, image, dict(target.labels)[PATH_LABEL])
+    return image
 
 
 def build_secrets(request: BuildRequest) -> BuildSecrets:

@@ -16,7 +16,7 @@ from typing import Any
 import click
 from rich.logging import RichHandler
 
-from envrepro import __version__, introspect, options, runner, snapshot
+from envrepro import __version__, doctor, introspect, inventory, options, runner, snapshot
 from envrepro.build import BuildRequest, BuildResult, build
 from envrepro.cli_options import build_options, snapshot_argument, snapshot_option, snapshot_options
 from envrepro.console import err, error_line, out
@@ -243,6 +243,60 @@ def schema_cmd(what: str) -> int:
     schemas = {"snapshot": snapshot.Snapshot.model_json_schema(), "parity": ParityReport.model_json_schema()}
     out.print_json(json.dumps(schemas[what]))
     return EXIT_OK
+
+
+# --- disk hygiene and doctor: `envrepro images`, `envrepro clean`, `envrepro doctor` ----------------------
+
+
+@cli.command("images")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def images_cmd(fmt: str) -> int:
+    """List the images envrepro built on the engine (found by its labels) and its builder-stage cache."""
+    found = inventory.take_inventory(DockerEngine())
+    if fmt == "json":
+        out.print(inventory.inventory_json(found), soft_wrap=True, markup=False, highlight=False)
+        return EXIT_OK
+    out.print(inventory.images_table(found))
+    out.print(inventory.builders_summary(found), markup=False)
+    return EXIT_OK
+
+
+def _older_than(_ctx: click.Context, _param: click.Parameter, value: str | None) -> object:
+    return None if value is None else inventory.parse_duration(value)
+
+
+@cli.command("clean")
+@click.option("--all", "everything", is_flag=True, help="Every envrepro image, not only replaced ones.")
+@click.option(
+    "--older-than",
+    metavar="DURATION",
+    callback=_older_than,
+    help="Only images built longer ago than this: 30m, 12h, 7d, 2w.",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+def clean_cmd(everything: bool, older_than: object, dry_run: bool) -> int:
+    """Remove replaced envrepro images (all with --all) and their builder-stage cache.
+
+    Images a container uses, or that carry a tag you gave (without --all), are kept."""
+    request = inventory.CleanRequest(everything, older_than, dry_run)  # type: ignore[arg-type]
+    for line in inventory.clean_lines(inventory.clean(DockerEngine(), request)):
+        out.print(line, markup=False)
+    return EXIT_OK
+
+
+@cli.command("doctor")
+@snapshot_option("Check the base image this snapshot resolves to (skipped when the file does not exist).")
+@click.option("--base-image", metavar="IMAGE", help="Check this base image instead.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def doctor_cmd(snapshot_path: Path, base_image: str | None, fmt: str) -> int:
+    """Check that a build can succeed here: engine, storage, disk, package index, base image, host."""
+    diagnosis = doctor.diagnose(doctor.DoctorRequest(snapshot_path, base_image), DockerEngine)
+    if fmt == "json":
+        out.print(doctor.render_json(diagnosis), soft_wrap=True, markup=False, highlight=False)
+    else:
+        for line in doctor.render_lines(diagnosis):
+            out.print(line, soft_wrap=True, markup=False, highlight=False)
+    return EXIT_OK if diagnosis.ok else EXIT_USAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import re
@@ -23,7 +24,7 @@ import requests
 from docker.errors import APIError, ImageNotFound
 
 from envrepro import connect
-from envrepro.errors import BuildFailedError, EngineError
+from envrepro.errors import BuildFailedError, EngineError, ImageInUseError
 from envrepro.probe.redact import redact_text
 from envrepro.target import BuiltImage
 
@@ -89,6 +90,32 @@ class ImageInfo:
     repo_digests: tuple[str, ...] = ()  # name@sha256:... where the image came from a registry
 
 
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image as a listing shows it: what `envrepro images` and `envrepro clean` work on."""
+
+    image_id: str
+    tags: tuple[str, ...]  # empty for a dangling image
+    labels: Mapping[str, str]
+    size_bytes: int
+    created: float  # seconds since the epoch
+
+
+@dataclass(frozen=True)
+class EngineFacts:
+    """What the engine says about itself (`docker version` + `docker info`), for `envrepro doctor`."""
+
+    host: str  # DOCKER_HOST as used (unix:///var/run/docker.sock, tcp://..., ssh://...)
+    version: str
+    api_version: str
+    os: str  # OSType: linux / windows
+    arch: str  # x86_64, aarch64, ...
+    operating_system: str  # e.g. Debian GNU/Linux 12 (bookworm)
+    storage_driver: str
+    root_dir: str  # DockerRootDir: where the engine keeps images, on the engine's machine
+    product: str = "Docker"  # or "Podman" (its Docker-compatible API)
+
+
 OnEvent = Callable[[BuildEvent], None]
 
 
@@ -116,6 +143,14 @@ class ContainerEngine(Protocol):
     def remove_image(self, ref: str) -> None: ...
 
     def tag_image(self, ref: str, new_ref: str) -> None: ...
+
+    def list_images(self, label: str) -> list[ImageRecord]: ...
+
+    def images_used_by_containers(self) -> frozenset[str]: ...
+
+    def delete_image(self, ref: str, *, prune: bool = True) -> None: ...
+
+    def engine_facts(self) -> EngineFacts: ...
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -317,6 +352,66 @@ class DockerEngine:
     def export_image(self, ref: str) -> Iterator[bytes]:
         """The image as `docker save` writes it (a tar of layers and configs), streamed."""
         yield from self.client.images.get(ref).save(named=True)
+
+    # --- inventory and doctor (envrepro/inventory.py, envrepro/doctor.py) ---
+
+    def list_images(self, label: str) -> list[ImageRecord]:
+        """Top-level images (tagged or dangling, not intermediate layers) that carry `label`."""
+        try:
+            rows: list[dict[str, Any]] = self.api.images(filters={"label": label})
+        except APIError as exc:
+            raise EngineError("list images", _short(exc)) from exc
+        return [_image_record(row) for row in rows]
+
+    def images_used_by_containers(self) -> frozenset[str]:
+        """IDs of the images any container (running or stopped) was created from."""
+        try:
+            rows: list[dict[str, Any]] = self.api.containers(all=True)
+        except APIError as exc:
+            raise EngineError("list containers", _short(exc)) from exc
+        return frozenset(str(row.get("ImageID", "")) for row in rows if row.get("ImageID"))
+
+    def delete_image(self, ref: str, *, prune: bool = True) -> None:
+        """`docker rmi REF` without force: the engine refuses while a container or child image needs it.
+
+        With only this tag left, the image goes; `prune=False` keeps its untagged parents (the cache)."""
+        try:
+            self.api.remove_image(ref, force=False, noprune=not prune)
+        except ImageNotFound:
+            return
+        except APIError as exc:
+            if exc.status_code == 409:
+                raise ImageInUseError(ref, _short(exc)) from exc
+            raise EngineError(f"remove image {ref}", _short(exc)) from exc
+
+    def engine_facts(self) -> EngineFacts:
+        try:
+            version: dict[str, Any] = self.api.version()
+            info: dict[str, Any] = self.api.info()
+        except APIError as exc:
+            raise EngineError("describe itself", _short(exc)) from exc
+        return EngineFacts(
+            host=self.host,
+            version=str(version.get("Version", "unknown")),
+            api_version=str(version.get("ApiVersion", "unknown")),
+            os=str(info.get("OSType") or version.get("Os") or "unknown"),
+            arch=str(info.get("Architecture") or version.get("Arch") or "unknown"),
+            operating_system=str(info.get("OperatingSystem", "unknown")),
+            storage_driver=str(info.get("Driver", "unknown")),
+            root_dir=str(info.get("DockerRootDir", "")),
+            product="Podman" if "podman" in json.dumps(version.get("Components", [])).lower() else "Docker",
+        )
+
+
+def _image_record(row: Mapping[str, Any]) -> ImageRecord:
+    tags = tuple(sorted(tag for tag in row.get("RepoTags") or () if tag != "<none>:<none>"))
+    return ImageRecord(
+        image_id=str(row["Id"]),
+        tags=tags,
+        labels=dict(row.get("Labels") or {}),
+        size_bytes=int(row.get("Size") or 0),
+        created=float(row.get("Created") or 0),
+    )
 
 
 def _logs(container: Any) -> str:

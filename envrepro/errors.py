@@ -510,3 +510,26 @@ class EngineConfigError(EnvreproError):
         self.setting = setting
         self.value = value
         self.reason = reason
+
+
+class ImageInUseError(EnvreproError):
+    """The engine refused to remove an image: a container (running or stopped) or a child image needs it."""
+
+    def __init__(self, ref: str, reason: str) -> None:
+        super().__init__(
+            f"image {ref} is in use and was kept: {reason}",
+            hint="remove the container (`docker rm`) or the image built on it first",
+        )
+        self.ref = ref
+        self.reason = reason
+
+
+class DurationError(EnvreproError):
+    """A duration flag is not a positive whole number of minutes, hours, days or weeks."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(
+            f"{text!r} is not a duration",
+            hint="write a whole number and a unit: 30m, 12h, 7d or 2w",
+        )
+        self.text = text

@@ -22,6 +22,11 @@ say "a Docker engine, and the local base image"
 bash .ci/engine.sh
 if [ -n "$base" ]; then bash .ci/base-image.sh; fi
 
+say "envrepro doctor: can a build succeed here? (stops here with what to do if not)"
+doctor_args=()
+if [ -n "$base" ]; then doctor_args+=(--base-image "$base"); fi
+"${envrepro[@]}" doctor ${doctor_args[@]+"${doctor_args[@]}"}
+
 say "the training environment ($work/train-venv: $(cat "$example/requirements.txt"))"
 mkdir -p "$work"
 if [ ! -x "$work/train-venv/bin/python" ] || [ ! -f "$work/train-venv/.ready" ]; then
@@ -37,7 +42,7 @@ cd "$work"
 say "envrepro snapshot: the environment, and reference outputs of both saved forms of the model"
 "${envrepro[@]}" snapshot --python "$work/train-venv/bin/python" --model model.keras --model model.h5 --show
 
-say "envrepro build: pinned, hash-locked image"
+say "envrepro build: pinned, hash-locked image (a rerun untags the envrepro:<digest> it replaces)"
 build_args=(--out build --tag envrepro-example/tiny-model:latest)
 if [ -n "$base" ]; then build_args+=(--base-image "$base"); fi
 "${envrepro[@]}" build "${build_args[@]}"
@@ -46,5 +51,8 @@ say "envrepro parity: the model inside the image, against training"
 for model in model.keras model.h5; do
     "${envrepro[@]}" parity --model "$model" --markdown "parity-${model//./-}.md" --report "parity-${model//./-}.json"
 done
+
+say "envrepro images: what envrepro built on this engine (\`envrepro clean\` removes the replaced ones)"
+"${envrepro[@]}" images
 
 say "done: reports in $work (parity-*.md, parity-*.json); the image is envrepro-example/tiny-model:latest"

@@ -10,6 +10,7 @@ FIFOs, anything) through `ContainerFs`; `get_archive` streams a real tar of what
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import shutil
@@ -20,8 +21,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from envrepro.engine import BuildStream, ContainerSpec, ImageInfo, OnEvent, RunResult
-from envrepro.errors import EngineError
+from envrepro.engine import (
+    DEFAULT_DOCKER_HOST,
+    BuildStream,
+    ContainerSpec,
+    EngineFacts,
+    ImageInfo,
+    ImageRecord,
+    OnEvent,
+    RunResult,
+)
+from envrepro.errors import EngineError, ImageInUseError
 from envrepro.target import BuiltImage
 
 
@@ -60,6 +70,15 @@ class FakeEngine:
     no_cache_builds: int = 0
     cpus: int = 2
     containers: dict[str, _Container] = field(default_factory=dict)
+    # For inventory and doctor. Every key of `images` is a ref of its ImageInfo's image: a tag, or the
+    # image ID of a dangling image.
+    created_at: dict[str, float] = field(default_factory=dict)  # image ID -> epoch seconds
+    container_images: dict[str, str] = field(default_factory=dict)  # container ID -> its image ID
+    facts: EngineFacts = field(
+        default_factory=lambda: EngineFacts(
+            DEFAULT_DOCKER_HOST, "27.5.1", "1.47", "linux", "x86_64", "Debian", "overlay2", "/var/lib/docker"
+        )
+    )
 
     def image_exists(self, ref: str) -> bool:
         return ref in self.images
@@ -81,9 +100,9 @@ class FakeEngine:
         for message in messages:
             stream.feed(message)
         image_id = stream.finish()
-        labels = dict(re.findall(r'^LABEL ([\w.\-]+)="([^"]*)"', dockerfile, flags=re.MULTILINE))
-        info = ImageInfo(image_id, 1000 * len(context_tar), (tag,), labels, ())
+        info = ImageInfo(image_id, 1000 * len(context_tar), (tag,), _final_labels(dockerfile), ())
         self.images[tag] = info
+        self.created_at.setdefault(image_id, float(len(self.builds)))
         return BuiltImage(info.image_id, info.size_bytes, info.tags)
 
     def remove_image(self, ref: str) -> None:
@@ -144,6 +163,40 @@ class FakeEngine:
             shutil.rmtree(state.fs.root, ignore_errors=True)
             self.removed_containers += 1
 
+    # --- what inventory.py and doctor.py ask of an engine ---
+
+    def list_images(self, label: str) -> list[ImageRecord]:
+        key, _, value = label.partition("=")
+        by_id: dict[str, list[str]] = {}
+        for ref, info in self.images.items():
+            if key in info.labels and (not value or info.labels[key] == value):
+                by_id.setdefault(info.image_id, []).append(ref)
+        return [self._record(image_id, refs) for image_id, refs in by_id.items()]
+
+    def _record(self, image_id: str, refs: list[str]) -> ImageRecord:
+        info = self.images[refs[0]]
+        tags = tuple(sorted(ref for ref in refs if ref != image_id))
+        return ImageRecord(image_id, tags, info.labels, info.size_bytes, self.created_at.get(image_id, 0.0))
+
+    def images_used_by_containers(self) -> frozenset[str]:
+        return frozenset(self.container_images.values())
+
+    def delete_image(self, ref: str, *, prune: bool = True) -> None:
+        info = self.images.get(ref)
+        if info is None:
+            return
+        refs = [r for r, i in self.images.items() if i.image_id == info.image_id and r != info.image_id]
+        if len(refs) <= 1 and info.image_id in self.container_images.values():
+            raise ImageInUseError(ref, "a container uses it")
+        del self.images[ref]
+        if len(refs) <= 1 and not prune:  # the untagged layers stay: a dangling image
+            self.images[info.image_id] = replace(info, tags=())
+        elif len(refs) <= 1:
+            self.images.pop(info.image_id, None)
+
+    def engine_facts(self) -> EngineFacts:
+        return self.facts
+
 
 def untar(data: bytes) -> dict[str, bytes]:
     """The regular files of a tar, by name."""
@@ -161,4 +214,16 @@ def _success(dockerfile: str) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = [
         {"stream": f"Step {n}/{len(steps)} : {line}\n"} for n, line in enumerate(steps, start=1)
     ]
-    return [*messages, {"aux": {"ID": "sha256:" + "f" * 64}}, {"stream": "Successfully built ffffffffffff\n"}]
+    image_id = hashlib.sha256(dockerfile.encode()).hexdigest()  # content-addressed, as the engine's are
+    built = {"stream": f"Successfully built {image_id[:12]}\n"}
+    return [*messages, {"aux": {"ID": "sha256:" + image_id}}, built]
+
+
+def _final_labels(dockerfile: str) -> dict[str, str]:
+    """The labels of the last stage: every `name="value"` of its LABEL instructions (continuations too)."""
+    final = re.split(r"^FROM ", dockerfile, flags=re.MULTILINE)[-1].replace("\\\n", " ")
+    labels: dict[str, str] = {}
+    for line in final.splitlines():
+        if line.startswith("LABEL "):
+            labels.update(re.findall(r'([\w.\-]+)="((?:[^"\\]|\\.)*)"', line))
+    return labels
