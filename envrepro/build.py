@@ -11,7 +11,7 @@ from typing import Literal
 
 from envrepro import runner, snapshot
 from envrepro.context import context_tar, write_context
-from envrepro.engine import ContainerEngine, OnEvent
+from envrepro.engine_api import ContainerEngine, OnEvent
 from envrepro.errors import InputFileError
 from envrepro.inventory import PATH_LABEL, retire_replaced, with_snapshot_path
 from envrepro.lock import compute_lock, host_build_secrets

@@ -19,7 +19,7 @@ from typing import Literal
 import requests
 
 from envrepro import proc, snapshot
-from envrepro.engine import ContainerEngine, EngineFacts
+from envrepro.engine_api import ContainerEngine, EngineFacts
 from envrepro.errors import EnvreproError
 from envrepro.lock import host_build_secrets, parse_pip_config_list
 from envrepro.probe.redact import redact_text

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from envrepro import introspect, snapshot
-from envrepro.engine import ContainerEngine
+from envrepro.engine_api import ContainerEngine
 from envrepro.errors import EnvironmentSpecError
 from envrepro.image_run import image_environment
 from envrepro.imageref import check_reference

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from envrepro import introspect, runner
-from envrepro.engine import ContainerEngine
+from envrepro.engine_api import ContainerEngine
 from envrepro.errors import ModelError, ModelProblem, ProbeOutputError
 from envrepro.reference import Arrays
 from envrepro.runner import ProbeOutput

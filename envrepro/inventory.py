@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from rich.table import Table
 
-from envrepro.engine import ContainerEngine, ImageRecord
+from envrepro.engine_api import ContainerEngine, ImageRecord
 from envrepro.errors import DurationError, ImageInUseError
 from envrepro.target import BuiltImage, Target
 

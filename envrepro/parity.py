@@ -17,7 +17,7 @@ import numpy as np
 from envrepro import explain, runner, snapshot
 from envrepro.compare import compare_output
 from envrepro.diff import diff
-from envrepro.engine import ContainerEngine
+from envrepro.engine_api import ContainerEngine
 from envrepro.errors import InputFileError
 from envrepro.image_run import ImageRun, image_run
 from envrepro.parity_model import Cause, OutputResult, ParityReport

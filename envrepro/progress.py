@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
 from envrepro.console import err
-from envrepro.engine import BuildEvent
+from envrepro.engine_api import BuildEvent
 
 MAX_INSTRUCTION = 70
 

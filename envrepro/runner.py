@@ -26,7 +26,7 @@ from typing import Any
 
 from envrepro import outbox
 from envrepro.data import numerics_env_names
-from envrepro.engine import ContainerEngine, ContainerSpec, RunResult
+from envrepro.engine_api import ContainerEngine, ContainerSpec, RunResult
 from envrepro.errors import (
     ContainerRunError,
     ImageNotFoundError,

@@ -26,7 +26,8 @@ from conftest import (
 
 from envrepro import snapshot as snapshot_mod
 from envrepro.build import BuildRequest, build
-from envrepro.engine import RUN_LABEL, BuildEvent, DockerEngine
+from envrepro.engine import DockerEngine
+from envrepro.engine_api import RUN_LABEL, BuildEvent
 from envrepro.errors import EnvreproError
 from envrepro.runner import Limits, run_command
 

@@ -8,7 +8,7 @@ from support.fake_engine import FakeEngine
 
 from envrepro import snapshot
 from envrepro.build import pin_base_digest
-from envrepro.engine import ImageInfo
+from envrepro.engine_api import ImageInfo
 from envrepro.imageref import check_tag_reference
 from envrepro.render import render
 from envrepro.resolve import resolve

@@ -20,7 +20,8 @@ from support.fake_engine import FakeEngine
 
 from envrepro import doctor
 from envrepro.doctor import Check, Diagnosis, DoctorRequest, check_disk, check_host, check_storage, diagnose
-from envrepro.engine import DockerEngine, EngineFacts, ImageInfo
+from envrepro.engine import DockerEngine
+from envrepro.engine_api import EngineFacts, ImageInfo
 from envrepro.errors import EngineUnavailableError
 
 FACTS = FakeEngine().facts

@@ -11,7 +11,8 @@ import pytest
 from conftest import CASES, CliResult
 from support.fake_engine import ContainerFs, FakeEngine
 
-from envrepro.engine import BuildEvent, BuildStream, ContainerSpec, DockerEngine, RunResult
+from envrepro.engine import DockerEngine
+from envrepro.engine_api import BuildEvent, BuildStream, ContainerSpec, RunResult
 from envrepro.errors import BuildFailedError, EngineError, EngineUnavailableError
 
 

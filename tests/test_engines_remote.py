@@ -26,8 +26,9 @@ from conftest import _run_cli, build_args
 from engines import BASE_IMAGE, ExtraEngine, SshEndpoint
 
 from envrepro import snapshot as snapshot_mod
-from envrepro.engine import RUN_LABEL, BuildEvent, BuildFailedError, DockerEngine
-from envrepro.errors import EngineUnavailableError
+from envrepro.engine import DockerEngine
+from envrepro.engine_api import RUN_LABEL, BuildEvent
+from envrepro.errors import BuildFailedError, EngineUnavailableError
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 

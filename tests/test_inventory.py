@@ -19,7 +19,7 @@ from rich.console import Console
 from support.fake_engine import FakeEngine
 
 from envrepro import inventory, snapshot
-from envrepro.engine import ImageInfo
+from envrepro.engine_api import ImageInfo
 from envrepro.errors import DurationError
 from envrepro.inventory import (
     BUILDER_DIGEST_LABEL,

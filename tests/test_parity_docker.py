@@ -16,7 +16,8 @@ import pytest
 import xmlschema
 from conftest import CPU_TAG, CliResult, _run_cli, build_args
 
-from envrepro.engine import RUN_LABEL, DockerEngine
+from envrepro.engine import DockerEngine
+from envrepro.engine_api import RUN_LABEL
 from envrepro.parity_model import ParityReport
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]

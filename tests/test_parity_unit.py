@@ -14,7 +14,7 @@ import pytest
 from conftest import CASES, CliResult
 from support.fake_engine import ContainerFs, FakeEngine
 
-from envrepro.engine import ImageInfo, RunResult
+from envrepro.engine_api import ImageInfo, RunResult
 from envrepro.errors import (
     ContainerRunError,
     ImageNotFoundError,

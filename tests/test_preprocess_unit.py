@@ -16,7 +16,7 @@ from support.fake_engine import ContainerFs
 from test_parity_unit import ARCH, FILE, IMAGE, WEIGHTS, engine_with, members
 
 from envrepro import snapshot
-from envrepro.engine import RunResult
+from envrepro.engine_api import RunResult
 from envrepro.parity import ParityRequest, run_parity
 from envrepro.probe.modelprobe import array_digest
 from envrepro.runner import OUT_DIR, in_path

@@ -15,7 +15,7 @@ import pytest
 from support.fake_engine import ContainerFs, FakeEngine
 
 from envrepro import outbox, runner
-from envrepro.engine import ImageInfo, RunResult
+from envrepro.engine_api import ImageInfo, RunResult
 from envrepro.errors import ProbeOutOfMemoryError, ProbeOutputError
 from envrepro.runner import OUT_DIR, InFile, Limits
 

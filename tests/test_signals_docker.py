@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from conftest import BASE_IMAGE, CPU_TAG
 
-from envrepro.engine import RUN_ID_LABEL, DockerEngine
+from envrepro.engine import DockerEngine
+from envrepro.engine_api import RUN_ID_LABEL
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 

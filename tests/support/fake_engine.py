@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from envrepro.engine import (
+from envrepro.engine_api import (
     DEFAULT_DOCKER_HOST,
     BuildStream,
     ContainerSpec,
