@@ -78,6 +78,16 @@ def distribution_name(value: str) -> str:
     return value
 
 
+_OS_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!~:-]{0,127}")
+
+
+def os_version(value: str) -> str:
+    """An operating-system package's version (Debian's `1.1build1`, `2:1.0~rc1`): one token, no space."""
+    if _OS_VERSION.fullmatch(value) is None:
+        raise ValueError(f"{shown(value)} is neither a PEP 440 version nor a package version token")
+    return value
+
+
 def pep440_version(value: str) -> str:
     """A PEP 440 version, exactly as written (local labels such as `+cu118` kept), no whitespace."""
     if len(value) > MAX_WORD or _VERSION_CHARS.fullmatch(value) is None:

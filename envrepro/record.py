@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import envrepro
+from envrepro import grammar
 from envrepro.snapshot import Distribution, ModelRecord, Origin, PreprocessRecord, Snapshot
 
 _MODEL_FIELDS = (
@@ -78,7 +79,23 @@ def _with_reproducibility(raw: Mapping[str, Any]) -> Distribution:
     reason = ""
     if origin.kind != "index":
         reason = _ORIGIN_ADVICE[origin.kind].format(url=origin.url, detail=origin.detail, name=raw["name"])
+    elif not _is_pep440(raw.get("version")):
+        reason = NOT_PEP440.format(name=raw["name"])
     return Distribution.model_validate({**raw, "reproducible": not reason, "reason": reason})
+
+
+NOT_PEP440 = (
+    "its version is not a PEP 440 version, so no package index serves it (an operating-system package, "
+    "such as Debian's python3-{name}): leave it out with --exclude {name}, or install it from an index"
+)
+
+
+def _is_pep440(version: object) -> bool:
+    try:
+        grammar.pep440_version(str(version))
+    except ValueError:
+        return False
+    return True
 
 
 def _model_record(raw: Mapping[str, Any], ref_file: str | None) -> ModelRecord:

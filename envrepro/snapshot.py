@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from envrepro import grammar
 from envrepro.errors import InputFileError, ReferenceMismatchError, SnapshotFormatError
@@ -36,6 +36,7 @@ from envrepro.grammar import (
     Sha256,
     StrictBool,
     StrictInt,
+    StrictText,
     Text,
     Timestamp,
     Token,
@@ -109,12 +110,21 @@ class Origin(Frozen):
 
 class Distribution(Frozen):
     name: DistName
-    version: Pep440
+    reproducible: StrictBool  # declared before `version`, whose rule depends on it
+    reason: Text = ""
+    # PEP 440 for anything an index can serve; an operating-system package's own version string
+    # (Debian's `1.1build1`) is kept, as a token, only on a distribution marked not reproducible.
+    version: StrictText = Field(description="a PEP 440 version; not reproducible: an OS package's version")
     installer: Text
     requested: StrictBool
     origin: Origin
-    reproducible: StrictBool
-    reason: Text = ""
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("reproducible", True):
+            return grammar.pep440_version(value)
+        return grammar.os_version(value)
 
     @property
     def key(self) -> str:

@@ -219,3 +219,32 @@ def test_a_recorded_preprocessing_function_has_the_shape_preprocess_takes(spec: 
     assert snapshot.parse(json.dumps(doc), Path("s.json")).preprocessing is not None
     bad = changed(lambda d: d.update(preprocessing={"function": spec + "; rm -rf /"}))
     assert refusal(bad).startswith("/preprocessing/function: ")
+
+
+def test_an_os_package_version_is_recorded_as_not_reproducible_instead_of_failing_the_snapshot() -> None:
+    """A system Python (Ubuntu, Debian) carries distributions like `distro-info 1.1build1`: not PEP 440.
+    Snapshotting such an environment must work; the build then names them (not reproducible)."""
+    from envrepro.record import _with_reproducibility
+
+    raw = {"name": "distro-info", "version": "1.1build1", "installer": "", "requested": False,
+           "origin": {"kind": "index", "url": "", "detail": ""}}  # fmt: skip
+    dist = _with_reproducibility(raw)
+    assert not dist.reproducible
+    assert "not a PEP 440 version" in dist.reason
+    assert "--exclude distro-info" in dist.reason
+
+
+def test_a_reproducible_distribution_still_needs_a_pep440_version() -> None:
+    def os_version(doc: dict[str, Any]) -> None:
+        doc["environment"]["distributions"][0]["version"] = "1.1build1"
+
+    assert "is not a PEP 440 version" in refusal(changed(os_version))
+
+    def marked(doc: dict[str, Any]) -> None:
+        os_version(doc)
+        doc["environment"]["distributions"][0]["reproducible"] = False
+        doc["environment"]["distributions"][0]["reason"] = "an OS package"
+
+    assert (
+        snapshot.parse(json.dumps(changed(marked)), CPU).environment.distributions[0].version == "1.1build1"
+    )
