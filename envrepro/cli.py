@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from envrepro.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, EnvreproErro
 from envrepro.fsutil import write_atomic
 from envrepro.parity import ParityRequest, run_parity
 from envrepro.parity_model import ParityReport
-from envrepro.progress import BuildProgress, status
+from envrepro.progress import Display, LogFormat, display_for
 from envrepro.report import (
     differences_json,
     differences_markdown,
@@ -48,9 +49,20 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="envrepro")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
-def cli(verbose: int) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="No progress and no warnings; errors still print.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "text", "json"]),
+    default="auto",
+    show_default=True,
+    help="Progress on stderr: auto (live on a terminal, timestamped lines elsewhere), text, or json "
+    "(one event per line).",
+)
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool, log_format: LogFormat) -> None:
     """Snapshot a training environment, rebuild it as a pinned image, prove the model's numbers match."""
-    level = logging.WARNING - 10 * min(verbose, 2)
+    ctx.obj = Settings(quiet=quiet, log_format=log_format)
+    level = logging.ERROR if quiet else logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(
         level=level,
         format="%(message)s",
@@ -59,12 +71,30 @@ def cli(verbose: int) -> None:
     )
 
 
+@dataclass(frozen=True)
+class Settings:
+    """The global options every command reads: how to show progress."""
+
+    quiet: bool = False
+    log_format: LogFormat = "auto"
+
+
+def _settings() -> Settings:
+    obj = click.get_current_context().find_root().obj
+    return obj if isinstance(obj, Settings) else Settings()
+
+
+def _display() -> Display:
+    settings = _settings()
+    return display_for(quiet=settings.quiet, log_format=settings.log_format)
+
+
 @cli.command("snapshot")
 @snapshot_options
 def snapshot_cmd(*, python: str | None, output: Path, show: bool, **probe: Any) -> int:
     """Record the target environment (and models' reference outputs) in a snapshot file."""
     request = introspect.ProbeRequest(python=introspect.resolve_interpreter(python), **probe)
-    with status("probing the environment" + (" and models" if request.models else "")):
+    with _display().stage("snapshot", "probing the environment" + (" and models" * bool(request.models))):
         snap = introspect.take_snapshot(request, output)
     if show:
         out.print(snapshot_summary(snap, str(output)))
@@ -96,9 +126,10 @@ def show_cmd(path: Path) -> int:
 def build_cmd(*, no_reuse_lock: bool, **options: Any) -> int:
     """Render a pinned, hash-locked Dockerfile for the snapshot and build it on the Docker engine."""
     request = BuildRequest(reuse_lock=not no_reuse_lock, **options)
-    with BuildProgress() as progress:
-        result = build(request, DockerEngine, progress.on_event)
-    _print_build(result)
+    with _display() as display:
+        result = build(request, DockerEngine, display.on_event, display.on_event)
+    if not _settings().quiet:
+        _print_build(result)
     return EXIT_OK
 
 
@@ -200,7 +231,7 @@ def parity_cmd(
         limits=runner.Limits(timeout_s=timeout, memory_bytes=memory, cpus=cpus),
         preprocess=preprocess,
     )
-    with err.status("running the model inside the image"):
+    with _display().stage("parity", "running the model inside the image"):
         result = run_parity(request, DockerEngine)
     _write_reports(result, report=report, markdown=markdown, junit=junit)
     out.print(parity_table(result))
