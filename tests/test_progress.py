@@ -183,13 +183,13 @@ class Pipe(io.StringIO):
 
 
 @pytest.fixture
-def fake_build(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeEngine, Pipe]]:
+def fake_build(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeEngine, Pipe]:
     """`envrepro build` with the fake engine, a lock that needs no index, and stderr a recording pipe."""
     engine, pipe = FakeEngine(), Pipe()
     monkeypatch.setattr(envrepro.cli, "DockerEngine", lambda: engine)
     monkeypatch.setattr(envrepro.build, "compute_lock", lambda *_a, **_k: Lock(text="", requirements=()))
     monkeypatch.setattr(err, "_file", pipe)  # the CLI's stderr console (pytest's capture owns sys.stderr)
-    yield engine, pipe
+    return engine, pipe
 
 
 def streaming_build(seen: list[str], pipe: Pipe) -> Callable[[], Iterator[dict[str, Any]]]:
@@ -290,7 +290,6 @@ def pip_files_in_readme() -> dict[str, str]:
 
 @pytest.mark.parametrize("credentials", [False, True])
 def test_build_dir_holds_exactly_what_the_readme_lists(fake_build, tmp_path, credentials: bool) -> None:
-    _, pipe = fake_build
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     url = "https://user:s3cret@pypi.example/simple" if credentials else "https://pypi.example/simple"
