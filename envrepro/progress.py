@@ -24,6 +24,7 @@ from typing import IO, Any, Literal
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+from rich.text import Text
 
 from envrepro.console import err
 from envrepro.engine_api import BuildEvent, ProgressEvent, StageEvent
@@ -210,7 +211,7 @@ class LiveDisplay(Display):
     def on_event(self, event: ProgressEvent) -> None:
         self.where = self.where.after(event, time.time())
         if isinstance(event, StageEvent):
-            self.progress.console.print(f"[dim]{event.stage}:[/dim] {event.message}", markup=True)
+            self.progress.console.print(Text.assemble((f"{event.stage}: ", "dim"), event.message))
         if isinstance(event, BuildEvent):
             self.cached += event.cached
             self.progress.update(self.task, total=event.total, completed=event.step - 1)
