@@ -28,7 +28,7 @@ from envrepro.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, EnvreproErro
 from envrepro.fsutil import write_atomic
 from envrepro.parity import ParityRequest, run_parity
 from envrepro.parity_model import ParityReport
-from envrepro.progress import Display, LogFormat, display_for
+from envrepro.progress import Display, JsonLogHandler, LogFormat, display_for
 from envrepro.report import (
     differences_json,
     differences_markdown,
@@ -67,8 +67,14 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, log_format: LogFormat) ->
         level=level,
         format="%(message)s",
         force=True,
-        handlers=[RichHandler(console=err, show_time=False, show_path=False)],
+        handlers=[_log_handler(log_format)],
     )
+
+
+def _log_handler(log_format: LogFormat) -> logging.Handler:
+    if log_format == "json":
+        return JsonLogHandler(err.file)
+    return RichHandler(console=err, show_time=False, show_path=False)
 
 
 @dataclass(frozen=True)
@@ -128,18 +134,17 @@ def build_cmd(*, no_reuse_lock: bool, **options: Any) -> int:
     request = BuildRequest(reuse_lock=not no_reuse_lock, **options)
     with _display() as display:
         result = build(request, DockerEngine, display.on_event, display.on_event)
-    if not _settings().quiet:
-        _print_build(result)
+    _print_build(result, display)
     return EXIT_OK
 
 
-def _print_build(result: BuildResult) -> None:
+def _print_build(result: BuildResult, display: Display) -> None:
     target = result.target
-    err.print(f"target: {target.kind} ({target.variant}) on {target.base_image}: {target.reason}")
+    display.note(f"target: {target.kind} ({target.variant}) on {target.base_image}: {target.reason}")
     for name, why in result.lock.excluded:
-        err.print(f"left out: {name}: {why}")
+        display.note(f"left out: {name}: {why}")
     for path in result.files:
-        err.print(f"wrote {result.out_dir / path}")
+        display.note(f"wrote {result.out_dir / path}")
     if result.image is not None:
         size = result.image.size_bytes / 1e6
         out.print(f"image {result.image.image_id} ({size:,.0f} MB) tagged {', '.join(result.image.tags)}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import threading
 import time
@@ -96,6 +97,10 @@ class Display:
     def on_event(self, event: ProgressEvent) -> None:  # noqa: ARG002 - a display that shows nothing
         return None
 
+    def note(self, message: str) -> None:
+        """A line of the command's summary (what it wrote, what it left out): plain text on stderr."""
+        err.print(message, soft_wrap=True, markup=False)
+
     @contextlib.contextmanager
     def stage(self, name: str, message: str) -> Iterator[Display]:
         """The display running around a block that is one stage (e.g. parity), announced first."""
@@ -105,7 +110,10 @@ class Display:
 
 
 class Quiet(Display):
-    """`-q`: no progress at all (errors still reach stderr through `error_line`)."""
+    """`-q`: no progress and no summary (errors still reach stderr through `error_line`)."""
+
+    def note(self, message: str) -> None:  # noqa: ARG002 - quiet: the summary is not shown
+        return None
 
 
 @dataclass
@@ -155,6 +163,13 @@ class LineDisplay(Display):
             elif isinstance(event, BuildEvent) and (event.step != before.step or event.cached):
                 message = "cached" if event.cached else event.instruction
                 self._write("step", message, now, cached=event.cached)
+
+    def note(self, message: str) -> None:
+        if not self.json_lines:
+            super().note(message)
+            return
+        with self._lock:
+            self._write("note", message, self.clock())
 
     def tick(self) -> None:
         """Write a heartbeat when nothing was written for `heartbeat_s` seconds."""
@@ -224,6 +239,21 @@ class LiveDisplay(Display):
         extras = [f"cached {self.cached}"] * bool(self.cached)
         extras += [f"{where.downloaded_mb:,.0f} MB downloaded"] * bool(where.downloaded_mb)
         return label + (f" [dim]({', '.join(extras)})[/dim]" if extras else "")
+
+
+class JsonLogHandler(logging.Handler):
+    """Warnings as JSON lines too under `--log-format json` (type: the level): CI parses one format."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stamp = datetime.fromtimestamp(record.created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {"type": record.levelname.lower(), "stage": "", "step": None, "total": None,
+                 "message": record.getMessage(), "elapsed": None, "timestamp": stamp}  # fmt: skip
+        self.stream.write(json.dumps(event, sort_keys=True) + "\n")
+        self.stream.flush()
 
 
 def display_for(*, quiet: bool, log_format: LogFormat, console: Console = err) -> Display:

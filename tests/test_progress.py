@@ -216,15 +216,18 @@ def test_build_writes_flushed_timestamped_stage_and_step_lines_while_it_runs(fak
     assert stages == ["snapshot", "resolve", "lock", "render", "context", "build"]
 
 
-def test_build_log_format_json_is_one_event_per_line(fake_build, tmp_path) -> None:
+def test_build_log_format_json_is_one_event_per_line(fake_build, monkeypatch, tmp_path) -> None:
     engine, pipe = fake_build
     engine.build_messages = streaming_build([], pipe)()  # type: ignore[assignment]
-    code = main(["--log-format", "json", "build", "--snapshot", str(SNAPSHOT), "--out", str(tmp_path / "b")])
-    assert code == 0
-    lines = [line for line in pipe.getvalue().splitlines() if line.startswith("{")]
-    events = [json.loads(line) for line in lines]
+    monkeypatch.setattr(envrepro.build, "base_python_of", lambda _engine, _image: "3.11.2")  # a warning
+    args = ["build", "--snapshot", str(SNAPSHOT), "--base-image", "base:1", "--out", str(tmp_path / "b")]
+    assert main(["--log-format", "json", *args]) == 0
+    events = [json.loads(line) for line in pipe.getvalue().splitlines()]  # every line is JSON
     assert [e["step"] for e in events if e["type"] == "step"] == [1, 2, 3]
     assert {e["stage"] for e in events} >= {"snapshot", "resolve", "lock", "render", "context", "build"}
+    assert [e["message"] for e in events if e["type"] == "warning"] == [
+        "base:1 runs Python 3.11.2, the snapshot Python 3.11.7 (patch level differs only)"
+    ]
 
 
 def test_quiet_build_prints_no_progress_but_errors_still_print(fake_build, tmp_path) -> None:
