@@ -11,7 +11,7 @@ from typing import Literal
 
 from envrepro import runner, snapshot
 from envrepro.context import context_tar, write_context
-from envrepro.engine_api import ContainerEngine, OnEvent
+from envrepro.engine_api import ContainerEngine, OnEvent, OnProgress, ProgressEvent, StageEvent
 from envrepro.errors import InputFileError
 from envrepro.inventory import PATH_LABEL, retire_replaced, with_snapshot_path
 from envrepro.lock import compute_lock, host_build_secrets
@@ -21,6 +21,7 @@ from envrepro.target import BuildSecrets, BuiltImage, Lock, Target, default_imag
 
 log = logging.getLogger(__name__)
 
+PATCH_WARNING_SUFFIX = "(patch level differs only)"  # bases.py's warning for a base Python's patch level
 PYTHON_VERSION_COMMAND = ("python3", "-c", "import platform; print(platform.python_version())")
 
 
@@ -38,6 +39,7 @@ class BuildRequest:
     exclude_unreproducible: bool = False
     reuse_lock: bool = True
     no_cache: bool = False
+    accept_python_patch: bool = False  # drop the warning that the base's Python differs in the patch level
 
 
 @dataclass(frozen=True)
@@ -53,22 +55,20 @@ def build(
     request: BuildRequest,
     engine: Callable[[], ContainerEngine],
     on_event: OnEvent | None = None,
+    on_progress: OnProgress | None = None,
 ) -> BuildResult:
     """Render the build directory for the snapshot and, unless `render_only`, build the image.
 
-    `engine` is called only when an engine is needed (not for --render-only without --base-image).
-    """
+    `engine` is called only when needed (not for --render-only without --base-image). `on_event` hears
+    the build's steps; `on_progress` the stages and the running step's output lines."""
+    report = on_progress or _ignore
+    report(StageEvent("snapshot", f"reading {request.snapshot_path}"))
     snap = snapshot.load(request.snapshot_path)
     secrets = build_secrets(request)
     live = None if request.render_only else engine()
-    base_python = base_python_of(live, request.base_image) if live and request.base_image else None
-    resolved = resolve(snap, target=request.target, base_image=request.base_image, base_python=base_python)
-    target = with_snapshot_path(resolved, request.snapshot_path)  # which build replaces which
-    if live is not None:
-        target = pin_base_digest(target, live)
-    for warning in target.warnings:
-        log.warning("%s", warning)
+    target = _resolve_target(request, snap, live, report)
     with _cleanup_if_new(request.out_dir):
+        report(StageEvent("lock", f"pinning {len(snap.environment.distributions)} distributions"))
         lock = compute_lock(
             target,
             request.out_dir,
@@ -77,15 +77,58 @@ def build(
             index=secrets,
             reuse=request.reuse_lock,
         )
+        report(StageEvent("render", f"Dockerfile for {len(lock.requirements)} pins on {target.base_image}"))
         rendered = render(target, lock)
+        report(StageEvent("context", f"writing {request.out_dir}"))
         ctx = write_context(rendered, secrets, request.out_dir)
     files = tuple(sorted(name for name, _ in rendered.files))
     result = BuildResult(target=target, lock=lock, out_dir=request.out_dir, files=files)
     if live is None:
         return result
     tag = default_image_tag(snap.digest())
-    image = live.build(context_tar(ctx), tag=tag, on_event=on_event, no_cache=request.no_cache)
+    report(StageEvent("build", f"building {tag}"))
+    image = live.build(
+        context_tar(ctx), tag=tag, on_event=on_event, no_cache=request.no_cache, on_output=report
+    )
     return replace(result, image=_finish_tags(live, image, request.tag, target))
+
+
+def _ignore(_event: ProgressEvent) -> None:
+    return None
+
+
+def _resolve_target(
+    request: BuildRequest, snap: snapshot.Snapshot, live: ContainerEngine | None, report: OnProgress
+) -> Target:
+    """The image's target, its base pinned by digest where the engine knows one; warnings logged."""
+    report(StageEvent("resolve", "choosing the base image and the variant"))
+    base_python = base_python_of(live, request.base_image) if live and request.base_image else None
+    resolved = resolve(snap, target=request.target, base_image=request.base_image, base_python=base_python)
+    target = with_snapshot_path(resolved, request.snapshot_path)  # which build replaces which
+    if live is not None:
+        target = pin_base_digest(target, live)
+    for warning in build_warnings(request, target, snap.environment.python.version):
+        log.warning("%s", warning)
+    return target
+
+
+def build_warnings(request: BuildRequest, target: Target, snapshot_python: str) -> list[str]:
+    """The target's warnings, less the base's patch-level one when it was accepted (--accept-python-patch),
+    plus what --render-only assumed about a base image it did not inspect."""
+    warnings = [
+        w
+        for w in target.warnings
+        if not (request.accept_python_patch and w.endswith(PATCH_WARNING_SUFFIX))
+        and not (request.render_only and w.startswith("the Python of "))
+    ]
+    if request.render_only:
+        given = f" with --base-image {request.base_image}" if request.base_image else ""
+        why = "from the snapshot" if request.base_image else "from the tag envrepro chose for it"
+        warnings.append(
+            f"--render-only{given}: the image {target.base_image} was not inspected; "
+            f"assuming Python {target.python_version} {why} (snapshot: Python {snapshot_python})"
+        )
+    return warnings
 
 
 def _finish_tags(

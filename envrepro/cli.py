@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from envrepro.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, EnvreproErro
 from envrepro.fsutil import write_atomic
 from envrepro.parity import ParityRequest, run_parity
 from envrepro.parity_model import ParityReport
-from envrepro.progress import BuildProgress, status
+from envrepro.progress import Display, JsonLogHandler, LogFormat, display_for
 from envrepro.report import (
     differences_json,
     differences_markdown,
@@ -48,15 +49,50 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="envrepro")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
-def cli(verbose: int) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="No progress and no warnings; errors still print.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "text", "json"]),
+    default="auto",
+    show_default=True,
+    help="Progress on stderr: auto (live on a terminal, timestamped lines elsewhere), text, or json "
+    "(one event per line).",
+)
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool, log_format: LogFormat) -> None:
     """Snapshot a training environment, rebuild it as a pinned image, prove the model's numbers match."""
-    level = logging.WARNING - 10 * min(verbose, 2)
+    ctx.obj = Settings(quiet=quiet, log_format=log_format)
+    level = logging.ERROR if quiet else logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(
         level=level,
         format="%(message)s",
         force=True,
-        handlers=[RichHandler(console=err, show_time=False, show_path=False)],
+        handlers=[_log_handler(log_format)],
     )
+
+
+def _log_handler(log_format: LogFormat) -> logging.Handler:
+    if log_format == "json":
+        return JsonLogHandler(err.file)
+    return RichHandler(console=err, show_time=False, show_path=False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The global options every command reads: how to show progress."""
+
+    quiet: bool = False
+    log_format: LogFormat = "auto"
+
+
+def _settings() -> Settings:
+    obj = click.get_current_context().find_root().obj
+    return obj if isinstance(obj, Settings) else Settings()
+
+
+def _display() -> Display:
+    settings = _settings()
+    return display_for(quiet=settings.quiet, log_format=settings.log_format)
 
 
 @cli.command("snapshot")
@@ -64,7 +100,7 @@ def cli(verbose: int) -> None:
 def snapshot_cmd(*, python: str | None, output: Path, show: bool, **probe: Any) -> int:
     """Record the target environment (and models' reference outputs) in a snapshot file."""
     request = introspect.ProbeRequest(python=introspect.resolve_interpreter(python), **probe)
-    with status("probing the environment" + (" and models" if request.models else "")):
+    with _display().stage("snapshot", "probing the environment" + (" and models" * bool(request.models))):
         snap = introspect.take_snapshot(request, output)
     if show:
         out.print(snapshot_summary(snap, str(output)))
@@ -96,19 +132,19 @@ def show_cmd(path: Path) -> int:
 def build_cmd(*, no_reuse_lock: bool, **options: Any) -> int:
     """Render a pinned, hash-locked Dockerfile for the snapshot and build it on the Docker engine."""
     request = BuildRequest(reuse_lock=not no_reuse_lock, **options)
-    with BuildProgress() as progress:
-        result = build(request, DockerEngine, progress.on_event)
-    _print_build(result)
+    with _display() as display:
+        result = build(request, DockerEngine, display.on_event, display.on_event)
+    _print_build(result, display)
     return EXIT_OK
 
 
-def _print_build(result: BuildResult) -> None:
+def _print_build(result: BuildResult, display: Display) -> None:
     target = result.target
-    err.print(f"target: {target.kind} ({target.variant}) on {target.base_image}: {target.reason}")
+    display.note(f"target: {target.kind} ({target.variant}) on {target.base_image}: {target.reason}")
     for name, why in result.lock.excluded:
-        err.print(f"left out: {name}: {why}")
+        display.note(f"left out: {name}: {why}")
     for path in result.files:
-        err.print(f"wrote {result.out_dir / path}")
+        display.note(f"wrote {result.out_dir / path}")
     if result.image is not None:
         size = result.image.size_bytes / 1e6
         out.print(f"image {result.image.image_id} ({size:,.0f} MB) tagged {', '.join(result.image.tags)}")
@@ -200,7 +236,7 @@ def parity_cmd(
         limits=runner.Limits(timeout_s=timeout, memory_bytes=memory, cpus=cpus),
         preprocess=preprocess,
     )
-    with err.status("running the model inside the image"):
+    with _display().stage("parity", "running the model inside the image"):
         result = run_parity(request, DockerEngine)
     _write_reports(result, report=report, markdown=markdown, junit=junit)
     out.print(parity_table(result))

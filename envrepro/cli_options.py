@@ -163,4 +163,11 @@ _BUILD = [
     click.option(
         "--no-cache", is_flag=True, help="Build every step anew (the engine's layer cache is not used)."
     ),
+    click.option(
+        "--accept-python-patch",
+        is_flag=True,
+        envvar="ENVREPRO_ACCEPT_PYTHON_PATCH",
+        help="Do not warn that the base image's Python differs from the snapshot's in the patch level "
+        "only (e.g. 3.11.2 for 3.11.7). Also: ENVREPRO_ACCEPT_PYTHON_PATCH=1.",
+    ),
 ]

@@ -31,6 +31,7 @@ from envrepro.engine_api import (
     ImageInfo,
     ImageRecord,
     OnEvent,
+    OnOutput,
     RunResult,
 )
 from envrepro.errors import EngineError, ImageInUseError
@@ -77,9 +78,15 @@ class DockerEngine:
         )
 
     def build(
-        self, context_tar: bytes, *, tag: str, on_event: OnEvent | None = None, no_cache: bool = False
+        self,
+        context_tar: bytes,
+        *,
+        tag: str,
+        on_event: OnEvent | None = None,
+        no_cache: bool = False,
+        on_output: OnOutput | None = None,
     ) -> BuiltImage:
-        stream = BuildStream(on_event)
+        stream = BuildStream(on_event, on_output)
         try:
             messages = self.api.build(
                 fileobj=io.BytesIO(context_tar),

@@ -18,7 +18,14 @@ from envrepro.target import BuiltImage
 RUN_LABEL = "io.envrepro.run"  # on every container parity starts, so leftovers can be found
 RUN_ID_LABEL = "io.envrepro.run-id"  # the run's own id (ENVREPRO_RUN_ID): one test run finds its own
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
-_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+# Docker writes `Step 3/9 : RUN ...`, Podman (buildah) `STEP 3/9: RUN ...`
+_STEP = re.compile(r"^(?:Step|STEP) (\d+)/(\d+) ?: (.*)$")
+# Docker: ` ---> Using cache`; Podman: `--> Using cache <id>`
+_CACHED = re.compile(r"^-+> Using cache\b")
+# the engines' own bookkeeping between steps, not the step's output
+_NOISE = re.compile(
+    r"^(-+> |Removing intermediate container |COMMIT |Successfully (built|tagged) |[0-9a-f]{64}$)"
+)
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # colour codes pip and apt write into the build log
 
 
@@ -66,6 +73,25 @@ class BuildEvent:
 
 
 @dataclass(frozen=True)
+class BuildOutput:
+    """A line the running step wrote (pip's `Downloading tensorflow-...whl (475.2 MB)`): what a heartbeat
+    shows while a long step runs."""
+
+    line: str
+
+
+@dataclass(frozen=True)
+class StageEvent:
+    """A command moving to its next stage (snapshot, resolve, lock, render, context, build, parity...)."""
+
+    stage: str
+    message: str
+
+
+ProgressEvent = BuildEvent | BuildOutput | StageEvent
+
+
+@dataclass(frozen=True)
 class ImageInfo:
     image_id: str
     size_bytes: int
@@ -102,6 +128,8 @@ class EngineFacts:
 
 
 OnEvent = Callable[[BuildEvent], None]
+OnOutput = Callable[[BuildOutput], None]
+OnProgress = Callable[[ProgressEvent], None]  # what a command reports to the display the CLI chose
 
 
 class ContainerEngine(Protocol):
@@ -110,7 +138,13 @@ class ContainerEngine(Protocol):
     def inspect_image(self, ref: str) -> ImageInfo: ...
 
     def build(
-        self, context_tar: bytes, *, tag: str, on_event: OnEvent | None = None, no_cache: bool = False
+        self,
+        context_tar: bytes,
+        *,
+        tag: str,
+        on_event: OnEvent | None = None,
+        no_cache: bool = False,
+        on_output: OnOutput | None = None,
     ) -> BuiltImage: ...
 
     def cpu_count(self) -> int: ...
@@ -147,6 +181,7 @@ class BuildStream:
     """Folds the engine's JSON build messages into events, the last step, a log tail and the image ID."""
 
     on_event: OnEvent | None = None
+    on_output: OnOutput | None = None
     tail_lines: int = 15
     step: str = "?"
     instruction: str = ""
@@ -173,9 +208,12 @@ class BuildStream:
             self.tail = []
             self._emit(int(step.group(1)), int(step.group(2)), step.group(3), cached=False)
             return
-        if line.strip() == "---> Using cache" and self.on_event:
+        text = line.strip()
+        if _CACHED.match(text) and self.on_event and "/" in self.step:
             current, total = self.step.split("/")
             self._emit(int(current), int(total), self.instruction, cached=True)
+        elif self.on_output and not _NOISE.match(text):
+            self.on_output(BuildOutput(text))
         self.tail = [*self.tail, line][-self.tail_lines :]
         found = re.match(r"^Successfully built ([0-9a-f]+)$", line.strip())
         if found and not self.image_id:

@@ -29,6 +29,7 @@ from envrepro.engine_api import (
     ImageInfo,
     ImageRecord,
     OnEvent,
+    OnOutput,
     RunResult,
 )
 from envrepro.errors import EngineError, ImageInUseError
@@ -89,14 +90,20 @@ class FakeEngine:
         return self.images[ref]
 
     def build(
-        self, context_tar: bytes, *, tag: str, on_event: OnEvent | None = None, no_cache: bool = False
+        self,
+        context_tar: bytes,
+        *,
+        tag: str,
+        on_event: OnEvent | None = None,
+        no_cache: bool = False,
+        on_output: OnOutput | None = None,
     ) -> BuiltImage:
         files = untar(context_tar)
         self.builds.append(files)
         self.no_cache_builds += no_cache
         dockerfile = files.get("Dockerfile", b"").decode()
         messages = self.build_messages if self.build_messages is not None else _success(dockerfile)
-        stream = BuildStream(on_event)
+        stream = BuildStream(on_event, on_output)
         for message in messages:
             stream.feed(message)
         image_id = stream.finish()
