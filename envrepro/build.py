@@ -14,7 +14,8 @@ from envrepro.context import context_tar, write_context
 from envrepro.engine_api import ContainerEngine, OnEvent
 from envrepro.errors import InputFileError
 from envrepro.inventory import PATH_LABEL, retire_replaced, with_snapshot_path
-from envrepro.lock import compute_lock, host_build_secrets
+from envrepro.lock import LockIn, compute_lock, host_build_secrets
+from envrepro.lock_container import ImageLocker
 from envrepro.render import render
 from envrepro.resolve import resolve
 from envrepro.target import BuildSecrets, BuiltImage, Lock, Target, default_image_tag
@@ -38,6 +39,7 @@ class BuildRequest:
     exclude_unreproducible: bool = False
     reuse_lock: bool = True
     no_cache: bool = False
+    lock_in: LockIn = "auto"  # where pip-compile runs: see lock.lock_place
 
 
 @dataclass(frozen=True)
@@ -69,14 +71,7 @@ def build(
     for warning in target.warnings:
         log.warning("%s", warning)
     with _cleanup_if_new(request.out_dir):
-        lock = compute_lock(
-            target,
-            request.out_dir,
-            exclude=request.exclude,
-            exclude_unreproducible=request.exclude_unreproducible,
-            index=secrets,
-            reuse=request.reuse_lock,
-        )
+        lock = _lock(request, target, secrets, lambda: live or engine())
         rendered = render(target, lock)
         ctx = write_context(rendered, secrets, request.out_dir)
     files = tuple(sorted(name for name, _ in rendered.files))
@@ -86,6 +81,23 @@ def build(
     tag = default_image_tag(snap.digest())
     image = live.build(context_tar(ctx), tag=tag, on_event=on_event, no_cache=request.no_cache)
     return replace(result, image=_finish_tags(live, image, request.tag, target))
+
+
+def _lock(
+    request: BuildRequest, target: Target, secrets: BuildSecrets, engine: Callable[[], ContainerEngine]
+) -> Lock:
+    """The lock, resolved on this host or in a container of the base image (request.lock_in)."""
+    locker = ImageLocker(engine, target.base_image, target.python_executable, target.platform, secrets)
+    return compute_lock(
+        target,
+        request.out_dir,
+        exclude=request.exclude,
+        exclude_unreproducible=request.exclude_unreproducible,
+        index=secrets,
+        reuse=request.reuse_lock,
+        lock_in=request.lock_in,
+        in_image=locker,
+    )
 
 
 def _finish_tags(
