@@ -278,7 +278,7 @@ OTHER_HOSTS = [
 class FakeInImage:
     """Stands in for lock_container.ImageLocker: records what it was asked, answers with a canned run."""
 
-    run: LockRun = LockRun(0, "", f"numpy==2.1.3 --hash={H1}\n")
+    run: LockRun = field(default_factory=lambda: LockRun(0, "", f"numpy==2.1.3 --hash={H1}\n"))
     asked: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
 
     def __call__(self, requirements_in: str, flags: Sequence[str]) -> LockRun:
@@ -331,7 +331,7 @@ def test_lock_in_host_on_a_host_unlike_the_image_says_what_differs(
     ],
 )
 def test_a_lock_from_the_image_with_a_pip_option_or_no_hash_is_refused(tmp_path: Path, output: str) -> None:
-    in_image = FakeInImage(LockRun(0, "", output))
+    in_image = FakeInImage(run=LockRun(0, "", output))
     with pytest.raises(LockError):
         compute_lock(make_target(*REQS), tmp_path, host=OTHER_HOSTS[0], in_image=in_image)
     assert not (tmp_path / LOCK_FILE).exists()
@@ -339,7 +339,7 @@ def test_a_lock_from_the_image_with_a_pip_option_or_no_hash_is_refused(tmp_path:
 
 def test_a_failed_resolve_in_the_image_names_the_pin_and_hides_credentials(tmp_path: Path) -> None:
     log = "ERROR: No matching distribution found for six==1.99.0 (https://u:s3cret@idx.example/simple)\n"
-    in_image = FakeInImage(LockRun(1, log, None))
+    in_image = FakeInImage(run=LockRun(1, log, None))
     with pytest.raises(LockError) as info:
         compute_lock(make_target(*REQS), tmp_path, host=OTHER_HOSTS[0], in_image=in_image)
 
