@@ -4,6 +4,7 @@ Parity, `diff image:` and the build's look at a base image all run here. Each ru
 container (see `engine.ContainerSpec`: no network, read-only root filesystem, non-root, capabilities
 dropped, no new privileges, pids/memory/CPU limits, a time limit) that is always removed, with its
 volumes, whatever happens (an error, a timeout, Ctrl-C or any other signal turned into an exception).
+One kind of run has network: `run_networked`, for resolving the lock in the base image (lock_container.py).
 
 Files go in and out only through the Engine API's archives, never as host paths, so a remote engine
 works like a local one. The layout inside the container, on one anonymous volume at `/envrepro`:
