@@ -84,6 +84,7 @@ class ImageLocker:
     def _lock_run(
         self, result: RunResult, files: dict[str, bytes], foreign: str | None, arch: str
     ) -> LockRun:
+        log.debug("lock container log (redacted):\n%s", result.logs)
         if foreign and _EXEC_FORMAT in result.logs:
             raise LockPlatformError(self.platform, arch, _EXEC_FORMAT)
         if result.timed_out:

@@ -5,13 +5,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 
-from envrepro.engine_api import RunResult
+from envrepro.engine import _create_options
+from envrepro.engine_api import ContainerSpec, RunResult
 from envrepro.errors import LockError, LockPlatformError
 from envrepro.lock import COMPILE_FLAGS, LOCK_FILE, HostEnvironment, compute_lock
 from envrepro.lock_container import MAX_LOCK_BYTES, ImageLocker
@@ -178,3 +179,10 @@ def test_an_engine_that_cannot_run_the_platform_is_one_clear_error() -> None:
     assert info.value.hint is not None and "binfmt" in info.value.hint
     assert info.value.exit_code == 2
     assert engine.removed_containers == 1
+
+
+def test_the_platform_reaches_the_engines_create_call_only_when_asked() -> None:
+    spec = ContainerSpec(image=BASE, command=("true",))
+
+    assert "platform" not in _create_options(spec)
+    assert _create_options(replace(spec, platform="linux/arm64"))["platform"] == "linux/arm64"
