@@ -14,7 +14,8 @@ from envrepro.context import context_tar, write_context
 from envrepro.engine_api import ContainerEngine, OnEvent, OnProgress, ProgressEvent, StageEvent
 from envrepro.errors import InputFileError
 from envrepro.inventory import PATH_LABEL, retire_replaced, with_snapshot_path
-from envrepro.lock import compute_lock, host_build_secrets
+from envrepro.lock import LockIn, compute_lock, host_build_secrets
+from envrepro.lock_container import ImageLocker
 from envrepro.render import render
 from envrepro.resolve import resolve
 from envrepro.target import BuildSecrets, BuiltImage, Lock, Target, default_image_tag
@@ -40,6 +41,7 @@ class BuildRequest:
     reuse_lock: bool = True
     no_cache: bool = False
     accept_python_patch: bool = False  # drop the warning that the base's Python differs in the patch level
+    lock_in: LockIn = "auto"  # where pip-compile runs: see lock.lock_place
 
 
 @dataclass(frozen=True)
@@ -69,14 +71,7 @@ def build(
     target = _resolve_target(request, snap, live, report)
     with _cleanup_if_new(request.out_dir):
         report(StageEvent("lock", f"pinning {len(snap.environment.distributions)} distributions"))
-        lock = compute_lock(
-            target,
-            request.out_dir,
-            exclude=request.exclude,
-            exclude_unreproducible=request.exclude_unreproducible,
-            index=secrets,
-            reuse=request.reuse_lock,
-        )
+        lock = _lock(request, target, secrets, lambda: live or engine())
         report(StageEvent("render", f"Dockerfile for {len(lock.requirements)} pins on {target.base_image}"))
         rendered = render(target, lock)
         report(StageEvent("context", f"writing {request.out_dir}"))
@@ -129,6 +124,23 @@ def build_warnings(request: BuildRequest, target: Target, snapshot_python: str) 
             f"assuming Python {target.python_version} {why} (snapshot: Python {snapshot_python})"
         )
     return warnings
+
+
+def _lock(
+    request: BuildRequest, target: Target, secrets: BuildSecrets, engine: Callable[[], ContainerEngine]
+) -> Lock:
+    """The lock, resolved on this host or in a container of the base image (request.lock_in)."""
+    locker = ImageLocker(engine, target.base_image, target.python_executable, target.platform, secrets)
+    return compute_lock(
+        target,
+        request.out_dir,
+        exclude=request.exclude,
+        exclude_unreproducible=request.exclude_unreproducible,
+        index=secrets,
+        reuse=request.reuse_lock,
+        lock_in=request.lock_in,
+        in_image=locker,
+    )
 
 
 def _finish_tags(

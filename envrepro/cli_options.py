@@ -161,6 +161,17 @@ _BUILD = [
         "--no-reuse-lock", is_flag=True, help="Recompute the lock even if the snapshot is unchanged."
     ),
     click.option(
+        "--lock-in",
+        type=click.Choice(["auto", "host", "image"]),
+        default="auto",
+        show_default=True,
+        envvar="ENVREPRO_LOCK_IN",
+        show_envvar=True,
+        help="Where pip-compile resolves the lock. image: in a throwaway container of the base image (its "
+        "Python, libc, architecture; needs the engine); host: here (only when this host is Linux with the "
+        "image's Python major.minor, libc and architecture); auto: host when it matches, else image.",
+    ),
+    click.option(
         "--no-cache", is_flag=True, help="Build every step anew (the engine's layer cache is not used)."
     ),
     click.option(

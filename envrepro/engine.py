@@ -113,8 +113,13 @@ class DockerEngine:
         return int(self.api.info().get("NCPU") or 1)
 
     def create_container(self, spec: ContainerSpec) -> str:
+        options = _create_options(spec)
         try:
-            container = self.client.containers.create(spec.image, list(spec.command), **_create_options(spec))
+            try:
+                container = self.client.containers.create(spec.image, list(spec.command), **options)
+            except ImageNotFound:  # a base the engine has not pulled yet (or not for this platform)
+                self.client.images.pull(spec.image, platform=spec.platform)
+                container = self.client.containers.create(spec.image, list(spec.command), **options)
         except APIError as exc:
             raise EngineError(f"create a container from {spec.image}", _short(exc)) from exc
         return str(container.id)
@@ -267,6 +272,7 @@ def _create_options(spec: ContainerSpec) -> dict[str, Any]:
         "pids_limit": spec.pids_limit,
         "read_only": True,
         "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={spec.tmp_size}"},  # noqa: S108 - the container's own tmpfs
+        **({"platform": spec.platform} if spec.platform else {}),
     }
 
 

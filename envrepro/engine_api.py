@@ -52,6 +52,7 @@ class ContainerSpec:
     network_disabled: bool = True
     label: str = "parity"  # the value of RUN_LABEL, so leftovers can be found
     run_id: str = ""  # the value of RUN_ID_LABEL, when the caller runs under an id of its own
+    platform: str | None = None  # e.g. linux/arm64 when it is not the engine's own; None: the engine's
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,14 @@ What pip-tools can and cannot do for another environment (checked against pip-to
 
 - Resolution follows the interpreter pip-compile runs in. Environment markers and Requires-Python are
   evaluated for that interpreter; `--pip-args "--python-version/--platform"` are parsed but ignored
-  (jazzband/pip-tools#1124, #1382, #1220: "pip-compile must be executed for each environment"). So the lock
-  is only computed when envrepro itself runs on Linux, on the image's architecture, with the image's
-  Python major.minor; otherwise LockEnvironmentError says which interpreter to run envrepro from. The
-  requirements are the complete, exactly pinned closure of the training environment, so a resolve in an
-  equal environment adds nothing and drops nothing.
+  (jazzband/pip-tools#1124, #1382, #1220: "pip-compile must be executed for each environment"). So the
+  lock is resolved where the image's interpreter is: in a throwaway container of the base image
+  (lock_container.py), unless the host is the same environment (Linux, same libc family, architecture
+  and Python major.minor), where the host's pip-compile gives the same bytes faster. `lock_in` chooses:
+  "auto" (the host when it matches, else the image), "host" (LockEnvironmentError if it does not match)
+  or "image". The requirements are the complete, exactly pinned closure of the training environment, so
+  a resolve in an equal environment adds nothing and drops nothing; the same pip-tools and pip flags
+  (COMPILE_FLAGS) run in both places.
 - Hashes are platform-independent: `--generate-hashes` hashes every file of each pinned version on the
   index, because `Resolver.resolve_hashes` runs inside `PyPIRepository.allow_all_wheels()`, which patches
   pip's `Wheel.supported` to accept every platform and Python tag (piptools/repositories/pypi.py). Checked
@@ -32,13 +35,14 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from envrepro import proc
 from envrepro.data import version_tuple
 from envrepro.errors import LockEnvironmentError, LockError, NotReproducibleError
 from envrepro.fsutil import write_atomic
 from envrepro.grammar import requirement_line
+from envrepro.lock_container import ARCH, LockRun
 from envrepro.lock_io import parse_lock_text, read_lock, render_lock_text, requirements_in
 from envrepro.pipconfig import host_build_secrets, index_config, parse_pip_config_list
 from envrepro.probe.redact import redact_text
@@ -46,8 +50,10 @@ from envrepro.snapshot import normalize_name
 from envrepro.target import BuildSecrets, Lock, LockedRequirement, Requirement, Target
 
 __all__ = [
+    "COMPILE_FLAGS",
     "LOCK_FILE",
     "HostEnvironment",
+    "LockIn",
     "check_lock_environment",
     "compute_lock",
     "host_build_secrets",
@@ -66,7 +72,21 @@ _COMPILE_TIMEOUT = 900.0
 _FAILED_REQUIREMENT = re.compile(
     r"(?:No matching distribution found for|satisfies the requirement)\s+(?P<req>[^\s;(]+)"
 )
-_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "ppc64le": "ppc64le"}
+LockIn = Literal["auto", "host", "image"]
+COMPILE_FLAGS = (
+    "--no-config",  # a project's [tool.pip-tools] must not change what the lock means
+    "--resolver=backtracking",
+    "--generate-hashes",
+    "--allow-unsafe",  # pin setuptools/pip too when something depends on them
+    "--strip-extras",
+    "--no-header",  # envrepro writes its own, without temp paths or the command line
+    "--no-annotate",
+    "--no-emit-index-url",
+    "--no-emit-find-links",
+    "--no-emit-trusted-host",
+    "--no-emit-options",
+    "--quiet",
+)
 _PIP_ENV_TO_DROP = (
     "PIP_INDEX_URL",
     "PIP_EXTRA_INDEX_URL",
@@ -99,10 +119,18 @@ class HostEnvironment:
     python: tuple[int, int]
     system: str  # sys.platform
     machine: str  # platform.machine()
+    libc: str = "glibc"  # platform.libc_ver()[0]; "" where it is not glibc (musl)
 
     @classmethod
     def current(cls) -> HostEnvironment:
-        return cls((sys.version_info.major, sys.version_info.minor), sys.platform, platform.machine())
+        python = (sys.version_info.major, sys.version_info.minor)
+        return cls(python, sys.platform, platform.machine(), platform.libc_ver()[0])
+
+
+class InImage(Protocol):
+    """Runs pip-compile with `flags` on a requirements.in text in the image (lock_container.ImageLocker)."""
+
+    def __call__(self, requirements_in: str, flags: Sequence[str]) -> LockRun: ...
 
 
 def compute_lock(
@@ -115,10 +143,13 @@ def compute_lock(
     reuse: bool = True,
     runner: Runner = proc.run,
     host: HostEnvironment | None = None,
+    lock_in: LockIn = "auto",
+    in_image: InImage | None = None,
 ) -> Lock:
     """Write `out_dir/requirements.lock.txt` (pinned and hashed) and return it; reuse it if inputs match.
 
     `index` replaces the host's pip configuration for resolving (the image's index); None uses the host's.
+    `in_image` resolves in the image, where `lock_in` and the host (see `lock_place`) say to.
     """
     included, excluded = partition_requirements(target, exclude, exclude_unreproducible)
     digest = lock_input_digest(target, included, excluded)
@@ -128,8 +159,10 @@ def compute_lock(
         log.info("lock inputs unchanged (%s): reusing %s", digest[:12], path)
         locked = previous.requirements
     else:
-        check_lock_environment(target, host or HostEnvironment.current())
-        locked = _compile(included, index, runner)
+        if lock_place(target, host or HostEnvironment.current(), lock_in) == "host":
+            locked = _compile(included, index, runner)
+        else:
+            locked = _compile_in_image(included, in_image)
         _warn_pinned_exclusions(locked, excluded)
         log.info("locked %d distributions into %s", len(locked), path)
     # Written from the parsed pins even when reused: a lock file edited on disk keeps no pip option.
@@ -187,28 +220,51 @@ def lock_input_digest(
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def lock_place(target: Target, host: HostEnvironment, lock_in: LockIn) -> Literal["host", "image"]:
+    """Where to resolve: "host" only when asked or (auto) when the host resolves exactly as the image."""
+    if lock_in == "image":
+        return "image"
+    if lock_in == "host":
+        check_lock_environment(target, host)
+        return "host"
+    try:
+        check_lock_environment(target, host)
+    except LockEnvironmentError as exc:
+        log.info("resolving the lock in the image: %s", exc.message)
+        return "image"
+    return "host"
+
+
 def check_lock_environment(target: Target, host: HostEnvironment) -> None:
     """Raise LockEnvironmentError unless pip-compile here resolves as it would in the image."""
     want_python = version_tuple(target.python_version)
     want_os, _, want_arch = target.platform.partition("/")
-    host_arch = _ARCH.get(host.machine.lower(), host.machine.lower())
-    wanted = f"Python {target.python_version} on {target.platform}"
-    found = f"Python {host.python[0]}.{host.python[1]} on {host.system}/{host_arch}"
-    if not host.system.startswith(want_os or "linux") or host_arch != _ARCH.get(want_arch, want_arch):
+    want_libc = "musl" if any(tag.startswith("musllinux") for tag in target.pip_platforms) else "glibc"
+    host_arch = ARCH.get(host.machine.lower(), host.machine.lower())
+    host_libc = host.libc or "musl"
+    wanted = f"Python {target.python_version} on {target.platform} ({want_libc})"
+    found = f"Python {host.python[0]}.{host.python[1]} on {host.system}/{host_arch} ({host_libc})"
+    same_system = host.system.startswith(want_os or "linux") and host_libc == want_libc
+    if not same_system or host_arch != ARCH.get(want_arch, want_arch) or host.python != want_python[:2]:
         raise LockEnvironmentError(
             wanted,
             found,
-            hint=f"run `envrepro build` on a {target.platform} machine (a CI runner, or a "
-            f"python:{'.'.join(map(str, want_python))} container with envrepro installed)",
+            hint="leave --lock-in at auto (or set it to image): the lock is then resolved in a container "
+            "of the image",
         )
-    if host.python != want_python:
-        minor = ".".join(map(str, want_python))
-        raise LockEnvironmentError(
-            wanted,
-            found,
-            hint=f"run envrepro from a Python {minor} interpreter, e.g. "
-            f"`pipx install --python python{minor} envrepro`",
-        )
+
+
+def _compile_in_image(
+    included: Sequence[Requirement], in_image: InImage | None
+) -> tuple[LockedRequirement, ...]:
+    if not included:
+        return ()
+    if in_image is None:
+        raise LockError(None, "resolving in the image needs a container engine, and none was given")
+    run = in_image(requirements_in(included), COMPILE_FLAGS)
+    if run.returncode != 0 or run.output is None:
+        raise _lock_error(run.log)
+    return parse_lock_text(run.output, allow_options=False)
 
 
 def _compile(
@@ -235,18 +291,7 @@ def _compile_command(source: Path, output: Path) -> list[str]:
         "-m",
         "piptools",
         "compile",
-        "--no-config",  # a project's [tool.pip-tools] must not change what the lock means
-        "--resolver=backtracking",
-        "--generate-hashes",
-        "--allow-unsafe",  # pin setuptools/pip too when something depends on them
-        "--strip-extras",
-        "--no-header",  # envrepro writes its own, without temp paths or the command line
-        "--no-annotate",
-        "--no-emit-index-url",
-        "--no-emit-find-links",
-        "--no-emit-trusted-host",
-        "--no-emit-options",
-        "--quiet",
+        *COMPILE_FLAGS,
         "--output-file",
         str(output),
         str(source),

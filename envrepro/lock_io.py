@@ -43,11 +43,16 @@ def read_lock(path: Path, digest: str, excluded: tuple[tuple[str, str], ...]) ->
     return Lock(text=text, requirements=locked, excluded=excluded, input_digest=digest)
 
 
-def parse_lock_text(text: str) -> tuple[LockedRequirement, ...]:
-    """LockedRequirement per `name==version --hash=...` entry of a pip-compile (or envrepro) lock file."""
+def parse_lock_text(text: str, *, allow_options: bool = True) -> tuple[LockedRequirement, ...]:
+    """LockedRequirement per `name==version --hash=...` entry of a pip-compile (or envrepro) lock file.
+
+    Option lines (index URLs, find-links) are dropped, or refused with `allow_options=False` (a lock
+    that came out of a container, where pip-compile was told to write none)."""
     locked: dict[str, LockedRequirement] = {}
     for entry in _logical_lines(text):
         if entry.startswith("-") and not entry.startswith(("-e", "--editable")):
+            if not allow_options:
+                raise LockError(None, f"the lock has a pip option line: {redact_text(entry)[:200]}")
             continue  # options (index URLs, find-links): never carried into the lock
         match = _PIN.match(entry)
         if match is None:

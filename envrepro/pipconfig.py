@@ -98,6 +98,18 @@ def _read_cert(path: str) -> bytes:
 def index_config(index: BuildSecrets, work: Path) -> Path:
     """A private pip.conf with the image's index: credentials reach pip through a file, never argv
     (a command line is readable by every local user in /proc)."""
+    cert = None
+    if index.ca_bundle is not None:
+        cert = work / "ca.pem"
+        cert.write_bytes(index.ca_bundle)
+    config = work / "pip.conf"
+    config.touch(mode=0o600)
+    config.write_text(pip_conf_text(index, str(cert) if cert else None), encoding="utf-8")
+    return config
+
+
+def pip_conf_text(index: BuildSecrets, cert_path: str | None) -> str:
+    """pip.conf for `index`: index-url, extra-index-url, trusted-host, and `cert` at `cert_path`."""
     lines = ["[global]"]
     if index.index_url:
         lines.append(f"index-url = {index.index_url}")
@@ -105,11 +117,6 @@ def index_config(index: BuildSecrets, work: Path) -> Path:
         lines.append("extra-index-url = " + " ".join(index.extra_index_urls))
     if index.trusted_hosts:
         lines.append("trusted-host = " + " ".join(index.trusted_hosts))
-    if index.ca_bundle is not None:
-        cert = work / "ca.pem"
-        cert.write_bytes(index.ca_bundle)
-        lines.append(f"cert = {cert}")
-    config = work / "pip.conf"
-    config.touch(mode=0o600)
-    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return config
+    if cert_path is not None:
+        lines.append(f"cert = {cert_path}")
+    return "\n".join(lines) + "\n"

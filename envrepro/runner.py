@@ -4,6 +4,7 @@ Parity, `diff image:` and the build's look at a base image all run here. Each ru
 container (see `engine.ContainerSpec`: no network, read-only root filesystem, non-root, capabilities
 dropped, no new privileges, pids/memory/CPU limits, a time limit) that is always removed, with its
 volumes, whatever happens (an error, a timeout, Ctrl-C or any other signal turned into an exception).
+One kind of run has network: `run_networked`, for resolving the lock in the base image (lock_container.py).
 
 Files go in and out only through the Engine API's archives, never as host paths, so a remote engine
 works like a local one. The layout inside the container, on one anonymous volume at `/envrepro`:
@@ -63,6 +64,23 @@ class InFile:
 
     source: Path
     target: str
+
+
+@dataclass(frozen=True)
+class InBytes:
+    """Bytes sent into the container at /envrepro/in/<target>: never written on the host (credentials)."""
+
+    data: bytes = field(repr=False)
+    target: str
+
+
+@dataclass(frozen=True)
+class Networked:
+    """A throwaway container that may reach the network (resolving a lock): its platform and /tmp size."""
+
+    platform: str | None = None
+    tmp_size: str = "2g"
+    label: str = "lock"
 
 
 @dataclass(frozen=True)
@@ -136,6 +154,39 @@ def run_command(
         return engine.start_container(container, limits.timeout_s)
 
 
+def run_networked(
+    engine: ContainerEngine,
+    image: str,
+    command: Sequence[str],
+    inputs: Sequence[InFile | InBytes],
+    *,
+    limits: Limits = Limits(),
+    how: Networked = Networked(),
+) -> tuple[RunResult, dict[str, bytes]]:
+    """Run `command` as the non-root user in a throwaway container of `image` WITH network (the only one):
+    `inputs` uploaded to /envrepro/in, what it wrote to /envrepro/out downloaded as untrusted files.
+    The container and its volume are removed whatever happens, so nothing uploaded outlives the run."""
+    spec = ContainerSpec(
+        image=image,
+        command=tuple(command),
+        user=CONTAINER_USER,
+        environment={"HOME": "/tmp"},  # noqa: S108 - inside the container
+        volumes=(ROOT,),
+        memory_bytes=limits.memory_bytes,
+        cpus=_cpus(engine, limits),
+        tmp_size=how.tmp_size,
+        network_disabled=False,
+        label=how.label,
+        platform=how.platform,
+    )
+    with _container(engine, spec) as container:
+        engine.put_archive(container, ROOT, input_tar(inputs))
+        result = engine.start_container(container, limits.timeout_s)
+        with contextlib.closing(engine.get_archive(container, OUT_DIR)) as chunks:
+            files = outbox.read_files(chunks)
+    return result, files
+
+
 class _container:  # noqa: N801 - used as a context manager, reads like one
     """Create the container; remove it (and its volumes) on the way out, whatever the way out is."""
 
@@ -184,12 +235,15 @@ def _tail(logs: str, lines: int = 3) -> str:
 # The input archive: everything under in/ owned by root and unwritable; out/ owned by the container user
 
 
-def input_tar(inputs: Sequence[InFile]) -> bytes:
+def input_tar(inputs: Sequence[InFile | InBytes]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
         archive.addfile(_dir_info("in", 0, 0o555))
         for item in inputs:
-            _add(archive, item.source, f"in/{item.target}")
+            if isinstance(item, InBytes):
+                _add_bytes(archive, item.data, f"in/{item.target}")
+            else:
+                _add(archive, item.source, f"in/{item.target}")
         archive.addfile(_dir_info("out", UID, 0o700))
     return buffer.getvalue()
 
@@ -198,6 +252,14 @@ def _add(archive: tarfile.TarFile, source: Path, name: str) -> None:
     for parent in _parents(name):
         archive.addfile(_dir_info(parent, 0, 0o555))
     archive.add(str(source), arcname=name, recursive=True, filter=_read_only)
+
+
+def _add_bytes(archive: tarfile.TarFile, data: bytes, name: str) -> None:
+    for parent in _parents(name):
+        archive.addfile(_dir_info(parent, 0, 0o555))
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.uname, info.gname = len(data), 0o444, "root", "root"
+    archive.addfile(info, io.BytesIO(data))
 
 
 def _parents(name: str) -> list[str]:

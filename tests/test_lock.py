@@ -15,6 +15,7 @@ import pytest
 
 from envrepro.errors import InputFileError, LockEnvironmentError, LockError, NotReproducibleError
 from envrepro.lock import (
+    COMPILE_FLAGS,
     LOCK_FILE,
     HostEnvironment,
     compute_lock,
@@ -22,6 +23,7 @@ from envrepro.lock import (
     parse_lock_text,
     parse_pip_config_list,
 )
+from envrepro.lock_container import LockRun
 from envrepro.proc import Completed
 from envrepro.target import BuildSecrets, LockedRequirement, Requirement, Target
 
@@ -264,23 +266,85 @@ def test_the_image_index_replaces_the_host_pip_configuration(tmp_path: Path) -> 
     assert "PIP_FIND_LINKS" not in fake.envs[0]
 
 
-@pytest.mark.parametrize(
-    ("host", "in_hint"),
-    [
-        (HostEnvironment((3, 12), "linux", "x86_64"), "python3.11"),
-        (HostEnvironment((3, 11), "darwin", "arm64"), "linux/amd64 machine"),
-        (HostEnvironment((3, 11), "linux", "aarch64"), "linux/amd64 machine"),
-    ],
-)
-def test_a_host_that_cannot_resolve_for_the_image_says_where_to_run(
-    tmp_path: Path, host: HostEnvironment, in_hint: str
+OTHER_HOSTS = [
+    HostEnvironment((3, 12), "linux", "x86_64"),
+    HostEnvironment((3, 11), "darwin", "arm64"),
+    HostEnvironment((3, 11), "linux", "aarch64"),
+    HostEnvironment((3, 11), "linux", "x86_64", libc=""),  # musl
+]
+
+
+@dataclass
+class FakeInImage:
+    """Stands in for lock_container.ImageLocker: records what it was asked, answers with a canned run."""
+
+    run: LockRun = field(default_factory=lambda: LockRun(0, "", f"numpy==2.1.3 --hash={H1}\n"))
+    asked: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+
+    def __call__(self, requirements_in: str, flags: Sequence[str]) -> LockRun:
+        self.asked.append((requirements_in, tuple(flags)))
+        return self.run
+
+
+@pytest.mark.parametrize("host", OTHER_HOSTS)
+def test_a_host_unlike_the_image_resolves_in_the_image_with_the_host_flags(
+    tmp_path: Path, host: HostEnvironment
+) -> None:
+    fake, in_image = FakePipCompile(), FakeInImage()
+    lock = compute_lock(make_target(*REQS), tmp_path, runner=fake, host=host, in_image=in_image)
+
+    assert fake.commands == []
+    assert in_image.asked == [("numpy==2.1.3\nsix==1.16.0\ntorch==2.1.0+cu118\n", COMPILE_FLAGS)]
+    assert lock.requirements == (LockedRequirement("numpy", "2.1.3", (H1,)),)
+
+
+def test_a_matching_host_resolves_here_unless_the_image_is_asked_for(tmp_path: Path) -> None:
+    fake, in_image = FakePipCompile(), FakeInImage()
+    compute_lock(make_target(*REQS), tmp_path / "a", runner=fake, host=HOST, in_image=in_image)
+    compute_lock(
+        make_target(*REQS), tmp_path / "b", runner=fake, host=HOST, in_image=in_image, lock_in="image"
+    )
+
+    assert len(fake.commands) == 1 and len(in_image.asked) == 1
+    assert fake.commands[0][4:-3] == COMPILE_FLAGS  # python -m piptools compile FLAGS --output-file OUT IN
+
+
+@pytest.mark.parametrize("host", OTHER_HOSTS)
+def test_lock_in_host_on_a_host_unlike_the_image_says_what_differs(
+    tmp_path: Path, host: HostEnvironment
 ) -> None:
     with pytest.raises(LockEnvironmentError) as info:
-        compute_lock(make_target(*REQS), tmp_path, runner=FakePipCompile(), host=host)
+        compute_lock(make_target(*REQS), tmp_path, runner=FakePipCompile(), host=host, lock_in="host")
 
-    assert "Python 3.11.2 on linux/amd64" in str(info.value)
+    assert "Python 3.11.2 on linux/amd64 (glibc)" in str(info.value)
     assert info.value.hint is not None
-    assert in_hint in info.value.hint
+    assert "--lock-in" in info.value.hint
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        f"--index-url https://evil.invalid/simple\nnumpy==2.1.3 --hash={H1}\n",
+        f"-r /etc/shadow\nnumpy==2.1.3 --hash={H1}\n",
+        "numpy==2.1.3\n",
+        "mypkg @ file:///x\n",
+    ],
+)
+def test_a_lock_from_the_image_with_a_pip_option_or_no_hash_is_refused(tmp_path: Path, output: str) -> None:
+    in_image = FakeInImage(run=LockRun(0, "", output))
+    with pytest.raises(LockError):
+        compute_lock(make_target(*REQS), tmp_path, host=OTHER_HOSTS[0], in_image=in_image)
+    assert not (tmp_path / LOCK_FILE).exists()
+
+
+def test_a_failed_resolve_in_the_image_names_the_pin_and_hides_credentials(tmp_path: Path) -> None:
+    log = "ERROR: No matching distribution found for six==1.99.0 (https://u:s3cret@idx.example/simple)\n"
+    in_image = FakeInImage(run=LockRun(1, log, None))
+    with pytest.raises(LockError) as info:
+        compute_lock(make_target(*REQS), tmp_path, host=OTHER_HOSTS[0], in_image=in_image)
+
+    assert info.value.requirement == "six==1.99.0"
+    assert "s3cret" not in str(info.value)
 
 
 def test_a_different_patch_level_of_the_same_python_can_lock(tmp_path: Path) -> None:

@@ -51,6 +51,21 @@ class LockEnvironmentError(EnvreproError):
         self.found = found
 
 
+class LockPlatformError(EnvreproError):
+    """The engine cannot run a container of the image's platform, so the lock cannot be resolved in it."""
+
+    def __init__(self, platform: str, engine_arch: str, detail: str) -> None:
+        super().__init__(
+            f"the engine ({engine_arch}) cannot run {platform} containers to resolve the lock: {detail}",
+            hint=f"register QEMU for {platform} on the engine's machine (binfmt_misc, e.g. "
+            "`docker run --privileged --rm tonistiigi/binfmt --install all`), or run `envrepro build` "
+            f"on a {platform} machine",
+        )
+        self.platform = platform
+        self.engine_arch = engine_arch
+        self.detail = detail
+
+
 class ResolveError(EnvreproError):
     """A snapshot cannot be served by any image envrepro knows how to build, as asked."""
 
