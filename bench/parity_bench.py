@@ -16,8 +16,9 @@ Where the time goes (2 cores shared with other jobs, load average 4-7 while meas
 tf-2.21 CPU image, cnn.keras, 1,000 inputs; run of 2026-11-30, 9 rounds):
   (a) parity / bind-mount path: median 0.87 (spread 0.58-1.60)  goal <= 1.10 MET: the archive copy costs no
       more than the bind mounts did (create + put_archive + get_archive + remove ~0.2 s of a 4-5 s run).
-  (b) parity / bare docker run: median 1.39 (spread 0.82-2.25)  goal <= 1.10 NOT MET (earlier runs in the
-      same conditions: 0.99). In the quietest round A 4.8 s, M 6.9 s, B 4.0 s.
+  (b) parity / bare docker run: median 1.39 (spread 0.82-2.25)  goal <= 1.10 NOT MET. In the quietest round
+      A 4.8 s, M 6.9 s, B 4.0 s. The other runs of that day, same conditions: (a) 1.03, 1.00 and (b) 0.99,
+      1.28 (5-9 rounds; spreads up to 0.27-1.92 and 0.52-3.44 under load): (a) holds, (b) does not.
   The parity process, in order:
     Python start 0.01-0.07 s, then `import envrepro.cli` 0.6-0.7 s (CPU; the largest fixed cost): NumPy
       ~0.1-0.2 s, pydantic and building the Snapshot/ParityReport models ~0.2 s, the Docker SDK ~0.15 s
