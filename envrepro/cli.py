@@ -12,18 +12,15 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.logging import RichHandler
 
-from envrepro import __version__, doctor, introspect, inventory, options, runner, snapshot
-from envrepro.build import BuildRequest, BuildResult, build
+from envrepro import __version__, options, runner, snapshot
 from envrepro.cli_options import build_options, snapshot_argument, snapshot_option, snapshot_options
 from envrepro.console import err, error_line, out
-from envrepro.diff import breaks, diff
 from envrepro.engine import DockerEngine
-from envrepro.environments import load_environment
 from envrepro.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, EnvreproError, Terminated
 from envrepro.fsutil import write_atomic
 from envrepro.parity import ParityRequest, run_parity
@@ -42,6 +39,12 @@ from envrepro.report import (
 from envrepro.signals import terminate_on_signals
 from envrepro.snapshot import Snapshot
 from envrepro.tolerance import Tolerance, Tolerances
+
+if TYPE_CHECKING:
+    from envrepro.build import BuildResult
+
+# What only one command needs is imported in that command (build, diff, snapshot, images/clean, doctor):
+# `envrepro parity` starts without the lock, the renderer, the inventory or the doctor.
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
@@ -99,6 +102,8 @@ def _display() -> Display:
 @snapshot_options
 def snapshot_cmd(*, python: str | None, output: Path, show: bool, **probe: Any) -> int:
     """Record the target environment (and models' reference outputs) in a snapshot file."""
+    from envrepro import introspect  # noqa: PLC0415 - only this command needs it
+
     request = introspect.ProbeRequest(python=introspect.resolve_interpreter(python), **probe)
     with _display().stage("snapshot", "probing the environment" + (" and models" * bool(request.models))):
         snap = introspect.take_snapshot(request, output)
@@ -131,6 +136,8 @@ def show_cmd(path: Path) -> int:
 @build_options
 def build_cmd(*, no_reuse_lock: bool, **options: Any) -> int:
     """Render a pinned, hash-locked Dockerfile for the snapshot and build it on the Docker engine."""
+    from envrepro.build import BuildRequest, build  # noqa: PLC0415 - only this command needs it
+
     request = BuildRequest(reuse_lock=not no_reuse_lock, **options)
     with _display() as display:
         result = build(request, DockerEngine, display.on_event, display.on_event)
@@ -262,6 +269,9 @@ def diff_cmd(a: str, b: str, fmt: str, show_all: bool) -> int:
     A and B: a snapshot file, `image:NAME:TAG` (probed inside the image), or `python:PATH` (a live
     interpreter or environment). Exits 1 when a difference that breaks or changes results exists.
     """
+    from envrepro.diff import breaks, diff  # noqa: PLC0415 - only this command needs it
+    from envrepro.environments import load_environment  # noqa: PLC0415 - only this command needs it
+
     differences = diff(load_environment(a, DockerEngine), load_environment(b, DockerEngine))
     if fmt == "json":
         out.print(differences_json(differences, a, b), soft_wrap=True, markup=False)
@@ -288,6 +298,8 @@ def schema_cmd(what: str) -> int:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def images_cmd(fmt: str) -> int:
     """List the images envrepro built on the engine (found by its labels) and its builder-stage cache."""
+    from envrepro import inventory  # noqa: PLC0415 - only this command needs it
+
     found = inventory.take_inventory(DockerEngine())
     if fmt == "json":
         out.print(inventory.inventory_json(found), soft_wrap=True, markup=False, highlight=False)
@@ -298,6 +310,8 @@ def images_cmd(fmt: str) -> int:
 
 
 def _older_than(_ctx: click.Context, _param: click.Parameter, value: str | None) -> object:
+    from envrepro import inventory  # noqa: PLC0415 - only this command needs it
+
     return None if value is None else inventory.parse_duration(value)
 
 
@@ -314,6 +328,8 @@ def clean_cmd(everything: bool, older_than: object, dry_run: bool) -> int:
     """Remove replaced envrepro images (all with --all) and their builder-stage cache.
 
     Images a container uses, or that carry a tag you gave (without --all), are kept."""
+    from envrepro import inventory  # noqa: PLC0415 - only this command needs it
+
     request = inventory.CleanRequest(everything, older_than, dry_run)  # type: ignore[arg-type]
     for line in inventory.clean_lines(inventory.clean(DockerEngine(), request)):
         out.print(line, markup=False)
@@ -326,6 +342,8 @@ def clean_cmd(everything: bool, older_than: object, dry_run: bool) -> int:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def doctor_cmd(snapshot_path: Path, base_image: str | None, fmt: str) -> int:
     """Check that a build can succeed here: engine, storage, disk, package index, base image, host."""
+    from envrepro import doctor  # noqa: PLC0415 - only this command needs it
+
     diagnosis = doctor.diagnose(doctor.DoctorRequest(snapshot_path, base_image), DockerEngine)
     if fmt == "json":
         out.print(doctor.render_json(diagnosis), soft_wrap=True, markup=False, highlight=False)

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from envrepro.errors import TemplateNotFoundError
 from envrepro.grammar import (
@@ -29,6 +27,9 @@ from envrepro.grammar import (
     dockerfile_word,
 )
 from envrepro.target import Lock, Rendered, Target
+
+if TYPE_CHECKING:
+    import jinja2
 
 DOCKERFILE_TEMPLATE = "Dockerfile.j2"
 VENV = "/opt/venv"
@@ -80,6 +81,8 @@ def template_context(target: Target) -> dict[str, Any]:
 
 @cache
 def _environment(directory: Path) -> jinja2.Environment:
+    import jinja2  # noqa: PLC0415 - imported when rendering: parity imports UID from here, renders nothing
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(directory),
         undefined=jinja2.StrictUndefined,

@@ -1,0 +1,103 @@
+"""envrepro run from a host with another Python: Debian trixie (Python 3.13) in a container, snapshots of
+Python 3.11 training environments, the host's engine reached through its socket.
+
+What it proves: the image's lock is resolved for the snapshot's Python, not the Python that runs envrepro
+(TensorFlow 2.15.1 has no wheels for Python 3.13: only a lock resolved for the image can build it), and
+parity passes from a client whose files are at paths that do not exist on the engine's host (the files can
+only reach the container through the Engine API's archives). Needs `bash .ci/trixie-host.sh`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import BASE_IMAGE, CPU_TAG, CliResult, _require, _run_cli
+
+sys.path.insert(0, str(Path(__file__).parent / "support"))
+
+from other_host import HOST_IMAGE, WORK, OtherHost, build_wheel, other_host
+
+from envrepro import snapshot
+from envrepro.engine import DockerEngine
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
+
+# Both cases need the lock resolved in a container of the image (branch `lockrun`): before it, envrepro on
+# Python 3.13 refuses with "the lock must be computed for Python 3.11.2 ... but envrepro runs on Python 3.13".
+# (test environment fixture, its models fixture, the model, the image tag, a pin only the image's lock has)
+CASES = {
+    "tf-2.21.0": ("tf_python", "tf_models", "cnn.keras", "envrepro-test/other-host:tf221", "tensorflow"),
+    "tf-2.15.1": ("tf215_python", "tf215_models", "dense.h5", "envrepro-test/other-host:tf215",
+                  "tensorflow-cpu==2.15.1"),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def host(docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OtherHost]:
+    if not docker_engine.image_exists(HOST_IMAGE):
+        _require("ENVREPRO_REQUIRE_DOCKER", f"the host image {HOST_IMAGE}", "run `bash .ci/trixie-host.sh`")
+    wheel = build_wheel(tmp_path_factory.mktemp("wheel"))
+    with other_host(docker_engine.client, wheel, {"io.envrepro.test": "other-host"}) as running:
+        yield running
+
+
+def test_the_other_host_runs_another_python(host: OtherHost) -> None:
+    done = host.run("python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])")
+    assert done.output.strip() == "3.13"
+    assert host.envrepro("--version").exit_code == 0
+    assert not Path(WORK).exists()  # the container's paths are not the engine host's
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_build_and_parity_from_another_python(
+    case: str, host: OtherHost, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    python_fixture, models_fixture, model_name, tag, pin = CASES[case]
+    python: Path = request.getfixturevalue(python_fixture)
+    model: Path = request.getfixturevalue(models_fixture) / model_name
+    snap = tmp_path / "snap" / "envrepro.lock.json"
+    taken = _run_cli(["snapshot", "--python", str(python), "--model", str(model), "--samples", "32",
+                      "-o", str(snap)])  # fmt: skip
+    assert taken.exit_code == 0, taken.stderr
+    assert str(snapshot.load(snap).environment.python.version).startswith("3.11")
+
+    there = f"{WORK}/{case}"
+    host.put({f"{there}/snap": snap.parent, f"{there}/model/{model_name}": model})
+    built = host.envrepro(
+        "build", "--snapshot", f"{there}/snap/envrepro.lock.json", "--base-image", BASE_IMAGE,
+        "--out", f"{there}/build", "--tag", tag, "--target", "cpu",
+    )  # fmt: skip
+    assert built.exit_code == 0, built.output
+    locked = host.run("sh", "-c", f"cat {there}/build/requirements*.txt")
+    assert pin in locked.output
+
+    parity = host.envrepro(
+        "parity", "--model", f"{there}/model/{model_name}", "--snapshot", f"{there}/snap/envrepro.lock.json",
+        "--image", tag, "--report", f"{there}/report.json",
+    )  # fmt: skip
+    assert parity.exit_code == 0, parity.output
+    report = json.loads(host.read(f"{there}/report.json"))
+    assert report["verdict"] == "pass"
+    assert report["snapshot"] == f"{there}/snap/envrepro.lock.json"
+
+
+def test_parity_from_another_host_on_an_image_built_here(
+    host: OtherHost, cpu_build: tuple[CliResult, Path], tf_snapshot: Path, tf_models: Path
+) -> None:
+    """Parity alone (the image built on this host): passes from paths the engine's host does not have,
+    and fails there too when the model is not the one the snapshot recorded."""
+    there = f"{WORK}/parity"
+    host.put({f"{there}/snap": tf_snapshot.parent, f"{there}/model/cnn.keras": tf_models / "cnn.keras",
+              f"{there}/other/dense.h5": tf_models / "dense_otherweights.h5"})  # fmt: skip
+    snap = f"{there}/snap/{tf_snapshot.name}"
+    passed = host.envrepro("parity", "--model", f"{there}/model/cnn.keras", "--snapshot", snap,
+                           "--image", CPU_TAG, "--report", f"{there}/report.json")  # fmt: skip
+    assert passed.exit_code == 0, passed.output
+    assert json.loads(host.read(f"{there}/report.json"))["verdict"] == "pass"
+    failed = host.envrepro("parity", "--model", f"{there}/other/dense.h5", "--snapshot", snap,
+                           "--image", CPU_TAG)  # fmt: skip
+    assert failed.exit_code == 1, failed.output
