@@ -16,7 +16,8 @@ from typing import Any
 import click
 from rich.logging import RichHandler
 
-from envrepro import __version__, doctor, introspect, inventory, options, runner, snapshot
+from envrepro import __version__, bisect_report, doctor, introspect, inventory, options, runner, snapshot
+from envrepro import bisect as bisect_mod
 from envrepro.build import BuildRequest, BuildResult, build
 from envrepro.cli_options import build_options, snapshot_argument, snapshot_option, snapshot_options
 from envrepro.console import err, error_line, out
@@ -237,10 +238,11 @@ def diff_cmd(a: str, b: str, fmt: str, show_all: bool) -> int:
 
 
 @cli.command("schema")
-@click.argument("what", type=click.Choice(["snapshot", "parity"]))
+@click.argument("what", type=click.Choice(["snapshot", "parity", "bisect"]))
 def schema_cmd(what: str) -> int:
     """Print the JSON Schema of an envrepro document (a snapshot, a parity report)."""
     schemas = {"snapshot": snapshot.Snapshot.model_json_schema(), "parity": ParityReport.model_json_schema()}
+    schemas["bisect"] = bisect_report.BisectReport.model_json_schema()
     out.print_json(json.dumps(schemas[what]))
     return EXIT_OK
 
@@ -282,6 +284,59 @@ def clean_cmd(everything: bool, older_than: object, dry_run: bool) -> int:
     for line in inventory.clean_lines(inventory.clean(DockerEngine(), request)):
         out.print(line, markup=False)
     return EXIT_OK
+
+
+# --- bisect: which difference breaks the model, by experiment (docs/bisect.md) ------------------------------
+
+
+@cli.command("bisect")
+@click.option("--model", type=click.Path(path_type=Path), required=True, help="The model, as for parity.")
+@click.option("--image", type=options.ImageReference(), metavar="NAME:TAG", help="Image (as for parity).")
+@snapshot_option("The training record: the snapshot with the model's reference outputs.")
+@click.option("--atol", type=options.ToleranceValue(), help="Absolute tolerance (default: by dtype).")
+@click.option("--rtol", type=options.ToleranceValue(), help="Relative tolerance (default: by dtype).")
+@click.option("--tolerance", "tolerances", type=options.OutputTolerance(), multiple=True,
+              metavar="OUTPUT=ATOL[,RTOL]", help="Per-output tolerance override. Repeatable.")  # fmt: skip
+@click.option("--custom-objects", metavar="MODULE|FILE.py", help="Module or file defining custom layers.")
+@click.option("--unsafe-deserialization", is_flag=True, help="Allow Keras unsafe deserialization.")
+@click.option("--preprocess", metavar="MODULE:FUNCTION|FILE.py:FUNCTION", help="As for parity.")
+@click.option("--timeout", type=options.Seconds(1), default="600", show_default=True, help="Seconds per run.")
+@click.option("--memory", type=options.MemorySize(), default="4g", show_default=True, help="Memory limit.")
+@click.option("--cpus", type=options.Cpus(), help="Container CPU limit (as for parity).")
+@click.option("--max-builds", type=click.IntRange(0), default=bisect_mod.DEFAULT_MAX_BUILDS,
+              show_default=True, help="At most this many variant images are built.")  # fmt: skip
+@click.option("--report", type=click.Path(path_type=Path, dir_okay=False), help="Write the JSON report.")
+@click.option(
+    "--markdown", type=click.Path(path_type=Path, dir_okay=False), help="Write the Markdown report."
+)
+@click.option("--keep", is_flag=True, help="Keep the variant images this run built (a rerun reuses them).")
+def bisect_cmd(
+    *, max_builds: int, keep: bool, report: Path | None, markdown: Path | None, **given: Any
+) -> int:
+    """When parity fails, find the smallest set of differences whose return to training restores it.
+
+    Variables are set at run time (no build); distributions go back in small images derived from the image.
+    Exit 0: parity passes; 1: it fails (the verdict says whether a cause was found); 2: could not run."""
+    request = bisect_mod.BisectRequest(_parity_request(**given), max_builds=max_builds, keep=keep)
+    with err.status("bisecting: running the model in the image and its variants"):
+        result = bisect_mod.bisect(request, DockerEngine, progress=lambda line: err.print(line, markup=False))
+    document = bisect_report.to_report(result)
+    for path, render in ((report, bisect_report.bisect_json), (markdown, bisect_report.bisect_markdown)):
+        if path is not None:
+            write_atomic(path, render(document))
+    out.print(bisect_report.bisect_table(document))
+    return EXIT_OK if result.baseline.passed else EXIT_CHECK_FAILED
+
+
+def _parity_request(
+    *, atol: float | None, rtol: float | None, tolerances: tuple[tuple[str, Tolerance], ...],
+    timeout: float, memory: int, cpus: float | None, **given: Any,
+) -> ParityRequest:  # fmt: skip
+    return ParityRequest(
+        tolerances=Tolerances(atol=atol, rtol=rtol, per_output=dict(tolerances)),
+        limits=runner.Limits(timeout_s=timeout, memory_bytes=memory, cpus=cpus),
+        **given,
+    )
 
 
 @cli.command("doctor")

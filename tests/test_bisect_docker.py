@@ -1,0 +1,63 @@
+"""`envrepro bisect` against the real engine and real TensorFlow: the image of the TF 2.21 snapshot, run
+with what differs from training, and bisect naming the difference by measuring its variants."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from conftest import CPU_TAG, CliResult, _run_cli
+from test_parity_docker import onednn_off_image  # noqa: F401 - the session fixture, reused
+
+from envrepro.bisect_report import BisectReport
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
+
+
+def run_bisect(
+    snap: Path, model: Path, image: str, out: Path, *extra: str
+) -> tuple[CliResult, dict[str, object]]:
+    out.mkdir(parents=True, exist_ok=True)
+    result = _run_cli([
+        "bisect", "--snapshot", str(snap), "--model", str(model), "--image", image,
+        "--report", str(out / "bisect.json"), "--markdown", str(out / "bisect.md"), *extra,
+    ])  # fmt: skip
+    written = out / "bisect.json"
+    data = json.loads(written.read_text(encoding="utf-8")) if written.exists() else {}
+    if data:
+        jsonschema.validate(data, BisectReport.model_json_schema())
+    return result, data
+
+
+def test_parity_that_passes_exits_0_and_builds_nothing(
+    cpu_build: object, tf_snapshot: Path, tf_models: Path, tmp_path: Path
+) -> None:
+    result, data = run_bisect(tf_snapshot, tf_models / "cnn.keras", CPU_TAG, tmp_path)
+    assert result.exit_code == 0, result.stderr
+    assert data["verdict"] == "pass"
+    assert data["builds"] == 0
+    assert data["trials"] == []
+    assert "nothing to bisect" in result.stdout
+
+
+def test_flipped_onednn_is_named_by_bisect_without_building_anything(
+    onednn_off_image: str,  # noqa: F811 - the imported fixture
+    tf_snapshot: Path,
+    tf_models: Path,
+    tmp_path: Path,
+) -> None:
+    result, data = run_bisect(tf_snapshot, tf_models / "cnn.keras", onednn_off_image, tmp_path,
+                              "--atol", "0", "--rtol", "0")  # fmt: skip
+    assert result.exit_code == 1, result.stderr
+    assert data["verdict"] == "cause", data
+    assert data["cause"] == ["TF_ENABLE_ONEDNN_OPTS"]
+    assert data["builds"] == 0
+    assert all(not trial["built"] for trial in data["trials"])  # type: ignore[attr-defined]
+    cause = next(t for t in data["trials"] if t["groups"] == ["TF_ENABLE_ONEDNN_OPTS"])  # type: ignore[attr-defined]
+    assert cause["outcome"] == "pass"
+    assert cause["max_abs_error"] == 0
+    assert data["baseline_max_abs_error"] > 0  # type: ignore[operator]
+    assert "Returning TF_ENABLE_ONEDNN_OPTS 0 → (absent) restores parity" in data["summary"]  # type: ignore[operator]
+    assert "TF_ENABLE_ONEDNN_OPTS" in (tmp_path / "bisect.md").read_text(encoding="utf-8")
