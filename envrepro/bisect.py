@@ -8,6 +8,7 @@ keeps the books: every variant tried, what it changed, what it measured, how man
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -20,9 +21,9 @@ from envrepro.engine_api import ContainerEngine
 from envrepro.errors import BuildBudgetError, LockError, VariantUnresolvableError
 from envrepro.parity import ParityRequest, ParityRun, parity_run
 from envrepro.parity_model import ParityReport
-from envrepro.target import BuildSecrets
-from envrepro.variant_build import Locker, build_variant, default_locker, variant_target
-from envrepro.variants import Group, describe_set, env_override, groups, package_pins
+from envrepro.target import BuildSecrets, Lock
+from envrepro.variant_build import Locker, build_variant, default_locker, lock_variant, variant_target
+from envrepro.variants import Group, describe_set, env_override, groups, merged, package_pins
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def bisect(
     lab = _Lab(request, engine(), first, locker, progress or (lambda _line: None))
     lab.say(f"parity failed (max abs {max_abs(first.report):.3g}); {len(found)} groups differ")
     try:
-        cause = _search(found, lab.test)
+        found, cause = _search(found, lab)
     finally:
         removed = () if request.keep else lab.remove_built()
     return BisectResult(
@@ -97,14 +98,33 @@ def bisect(
     )
 
 
-def _search(
-    found: Sequence[Group], test: Callable[[tuple[Group, ...]], bool | None]
-) -> tuple[Group, ...] | None:
-    """Variables first, as they cost no build: if returning them all restores parity, the cause is there."""
+def _search(found: Sequence[Group], lab: _Lab) -> tuple[tuple[Group, ...], tuple[Group, ...] | None]:
+    """Variables first, as they cost no build: if returning them all restores parity, the cause is there.
+    Otherwise package groups that cannot be installed alone are merged first, then ddmin over all."""
     env = tuple(g for g in found if g.kind == "env")
-    if env and len(env) < len(found) and test(env):
-        return ddmin(env, test)
-    return ddmin(tuple(found), test)
+    if env and len(env) < len(found) and lab.test(env):
+        return tuple(found), ddmin(env, lab.test)
+    together = merge_unresolvable(found, lab.resolves, lab.say)
+    return together, ddmin(together, lab.test)
+
+
+def merge_unresolvable(
+    found: Sequence[Group], resolves: Callable[[Sequence[Group]], bool], say: Progress
+) -> tuple[Group, ...]:
+    """Each package group whose training pins cannot be installed alone, merged with the fewest other
+    groups it needs (ddmin again, over locks only: no build). One that cannot be installed at all stays."""
+    result = list(found)
+    for group in [g for g in found if g.kind == "packages"]:
+        if group not in result or resolves([group]):
+            continue
+        others = tuple(g for g in result if g.kind == "packages" and g != group)
+        needed = ddmin(others, lambda more, group=group: resolves([group, *more]))  # type: ignore[misc]
+        if not needed:
+            continue
+        say(f"{group.key} cannot be installed without {', '.join(g.key for g in needed)}: they move together")
+        joined = functools.reduce(merged, needed, group)
+        result = [joined if g == group else g for g in result if g not in needed]
+    return tuple(result)
 
 
 def max_abs(report: ParityReport) -> float:
@@ -148,25 +168,37 @@ class _Lab:
 
     def _image(self, chosen: tuple[Group, ...]) -> tuple[str, bool]:
         """The image to run the variant in: the image itself, or a derived one with the training pins."""
-        pins = package_pins(chosen)
         image = self.first.report.image
-        if not pins:
+        if not package_pins(chosen):
             return image, False
         if self.builds >= self.request.max_builds:
             self.exhausted = True
             raise BuildBudgetError(self.request.max_builds)
-        snap = snapshot.load(self.request.parity.snapshot_path)
-        target = variant_target(snap, self.first.image, image, pins)
-        try:
-            variant = build_variant(self.engine, image, target, self._secrets(), self._locker())
-        except LockError as exc:
-            raise VariantUnresolvableError(
-                tuple(g.key for g in chosen if g.kind == "packages"), str(exc)
-            ) from exc
+        image_id, lock = self._lock(chosen)
+        variant = build_variant(self.engine, image, image_id, lock, self._secrets())
         if variant.built:
             self.builds += 1
             self.built.append(variant.tag)
         return variant.tag, variant.built
+
+    def _lock(self, chosen: Sequence[Group]) -> tuple[str, Lock]:
+        snap = snapshot.load(self.request.parity.snapshot_path)
+        image = self.first.report.image
+        target = variant_target(snap, self.first.image, image, package_pins(chosen))
+        try:
+            return lock_variant(self.engine, image, target, self._locker())
+        except LockError as exc:
+            keys = tuple(g.key for g in chosen if g.kind == "packages")
+            raise VariantUnresolvableError(keys, str(exc)) from exc
+
+    def resolves(self, chosen: Sequence[Group]) -> bool:
+        """Whether the training pins of these groups install next to the image's others (a lock, no build)."""
+        try:
+            self._lock(chosen)
+        except VariantUnresolvableError as exc:
+            log.info("%s", exc)
+            return False
+        return True
 
     def _secrets(self) -> BuildSecrets:
         return build_secrets(BuildRequest(snapshot_path=self.request.parity.snapshot_path))

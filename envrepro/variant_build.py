@@ -64,17 +64,24 @@ def variant_tag(image_id: str, lock_text: str) -> str:
     return f"{VARIANT_REPOSITORY}:{digest[:16]}"
 
 
-def build_variant(
-    engine: ContainerEngine, image: str, target: Target, secrets: BuildSecrets, locker: Locker
-) -> VariantImage:
-    """Lock, render and build the variant, unless the engine already has it."""
+def lock_variant(engine: ContainerEngine, image: str, target: Target, locker: Locker) -> tuple[str, Lock]:
+    """The image's ID and the variant's lock (kept in the cache directory: a rerun reuses it).
+
+    A LockError says the pins cannot be installed together."""
     image_id = engine.inspect_image(image).image_id
     work = cache_dir() / hashlib.sha256(f"{image_id}\n{target.requirements}".encode()).hexdigest()[:16]
-    lock = locker(target, work)
+    return image_id, locker(target, work)
+
+
+def build_variant(
+    engine: ContainerEngine, image: str, image_id: str, lock: Lock, secrets: BuildSecrets
+) -> VariantImage:
+    """Render and build the variant, unless the engine already has it (its tag is its content)."""
     tag = variant_tag(image_id, lock.text)
     if engine.image_exists(tag):
         log.info("variant %s: already built (cache hit)", tag)
         return VariantImage(tag, built=False)
+    work = cache_dir() / tag.rpartition(":")[2]
     ctx = write_context(render_variant(image, image_id, lock), secrets, work)
     log.info("building variant %s", tag)
     engine.build(context_tar(ctx), tag=tag)

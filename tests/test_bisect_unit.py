@@ -17,6 +17,7 @@ from test_parity_unit import IMAGE, recorded  # noqa: F401 - the fixture, reused
 
 from envrepro.bisect import BisectRequest, bisect
 from envrepro.engine_api import ImageInfo, RunResult
+from envrepro.errors import LockError
 from envrepro.parity import ParityRequest
 from envrepro.runner import OUT_DIR
 from envrepro.target import Lock, Target
@@ -121,20 +122,20 @@ def test_a_variable_and_a_package_together_are_both_in_the_cause_and_builds_are_
 ) -> None:
     snap, model, raw = recorded
     numpy = training_version(raw, "numpy")
-    world = World(raw, {"TF_ENABLE_ONEDNN_OPTS": "0"}, {"numpy": "1.0.0", "scipy": "0.1"},
+    world = World(raw, {"TF_ENABLE_ONEDNN_OPTS": "0"}, {"numpy": "1.0.0", "h5py": "0.1"},
                   causes=["TF_ENABLE_ONEDNN_OPTS", "numpy"])  # fmt: skip
     result = run(world, snap, model)
     assert sorted(g.key for g in result.cause) == ["TF_ENABLE_ONEDNN_OPTS", "numpy"]
     assert result.builds == len(world.engine.builds) == sum(t.built for t in result.trials) > 0
     assert result.removed and not any(tag in world.engine.images for tag in result.removed)
     lock = world.engine.builds[0]["requirements.lock.txt"].decode()
-    assert f"numpy=={numpy}\n" in lock or "scipy" in lock
+    assert f"numpy=={numpy}\n" in lock or "h5py" in lock
     assert IMAGE in world.engine.builds[0]["Dockerfile"].decode()
 
 
 def test_max_builds_stops_building_and_says_the_search_is_incomplete(recorded: Recorded) -> None:  # noqa: F811
     snap, model, raw = recorded
-    world = World(raw, {}, {"numpy": "1.0.0", "scipy": "0.1"}, causes=["numpy"])
+    world = World(raw, {}, {"numpy": "1.0.0", "h5py": "0.1"}, causes=["numpy"])
     result = run(world, snap, model, max_builds=0)
     assert result.cause is None and not result.complete
     assert world.engine.builds == []
@@ -149,3 +150,26 @@ def test_kept_variants_make_a_rerun_a_cache_hit(recorded: Recorded) -> None:  # 
     again = run(world, snap, model, keep=True)
     assert [g.key for g in again.cause] == ["numpy"]
     assert again.builds == 0 and len(world.engine.builds) == 1
+
+
+def test_groups_whose_pins_cannot_be_installed_apart_are_merged_and_said_so(recorded: Recorded) -> None:  # noqa: F811
+    snap, model, raw = recorded
+    numpy, h5py = training_version(raw, "numpy"), training_version(raw, "h5py")
+    world = World(raw, {}, {"numpy": "1.0.0", "h5py": "0.1", "wrapt": "0.1"}, causes=["numpy"])
+    plain_lock = world.lock
+
+    def lock(target: Target, out_dir: Path) -> Lock:  # training numpy needs training h5py, as pip would say
+        pins = {r.name: r.version for r in target.requirements}
+        if pins["numpy"] == numpy and pins["h5py"] != h5py:
+            raise LockError("numpy", f"h5py 0.1 depends on numpy<1.1 (the user requested numpy=={numpy})")
+        return plain_lock(target, out_dir)
+
+    lines: list[str] = []
+    parity = ParityRequest(
+        snapshot_path=snap, model=model, image=IMAGE, tolerances=Tolerances(atol=0, rtol=0)
+    )
+    result = bisect(BisectRequest(parity), lambda: world.engine, locker=lock, progress=lines.append)
+    assert [g.key for g in result.cause] == ["numpy+h5py"]
+    assert "numpy cannot be installed without h5py: they move together" in lines
+    assert {c.name for c in result.cause[0].changes} == {"numpy", "h5py"}
+    assert all(t.passed is not None for t in result.trials)  # no variant was left unresolvable
