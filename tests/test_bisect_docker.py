@@ -61,3 +61,30 @@ def test_flipped_onednn_is_named_by_bisect_without_building_anything(
     assert data["baseline_max_abs_error"] > 0  # type: ignore[operator]
     assert "Returning TF_ENABLE_ONEDNN_OPTS 0 → (absent) restores parity" in data["summary"]  # type: ignore[operator]
     assert "TF_ENABLE_ONEDNN_OPTS" in (tmp_path / "bisect.md").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def tf215_snapshot(tf215_python: Path, tf215_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The training record of a model saved in TF 2.15.1 / Keras 2, with its reference outputs."""
+    out = tmp_path_factory.mktemp("tf215-snapshot") / "envrepro.lock.json"
+    argv = ["snapshot", "--python", str(tf215_python), "-o", str(out), "--samples", "32"]
+    result = _run_cli([*argv, "--model", str(tf215_models / "dense.h5")])
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+def test_a_tf215_model_in_the_tf221_image_is_explained_by_the_tensorflow_group(
+    cpu_build: object, tf215_snapshot: Path, tf215_models: Path, tmp_path: Path
+) -> None:
+    result, data = run_bisect(tf215_snapshot, tf215_models / "dense.h5", CPU_TAG, tmp_path,
+                              "--atol", "0", "--rtol", "0")  # fmt: skip
+    assert result.exit_code == 1, result.stderr
+    assert data["verdict"] == "cause", data
+    cause = data["cause"]
+    assert isinstance(cause, list) and len(cause) == 1
+    assert cause[0].split("+")[0] == "tensorflow"  # numpy may have to move with it (TF 2.15 needs numpy < 2)
+    trial = next(t for t in data["trials"] if t["groups"] == cause)  # type: ignore[attr-defined]
+    assert trial["outcome"] == "pass" and trial["max_abs_error"] == 0
+    assert "tensorflow-cpu 2.21.0 → 2.15.1" in data["summary"]  # type: ignore[operator]
+    assert 0 < data["builds"] <= 8  # type: ignore[operator]
+    assert data["removed_images"]  # what this run built is gone again
