@@ -211,3 +211,20 @@ def test_each_verdict_says_what_happened(result: BisectResult, verdict: str, wor
     report = to_report(result)
     assert report.verdict == verdict
     assert words in report.summary
+
+
+def test_the_variant_image_installs_the_hashed_lock_as_root_and_ends_as_the_images_user() -> None:
+    from envrepro.target import Lock
+    from envrepro.variant_build import render_variant, variant_tag
+
+    lock = Lock(text="numpy==1.26.4 \\\n    --hash=sha256:abc\n", requirements=(), input_digest="d" * 64)
+    files = dict(render_variant("envrepro-test/tf221:cpu", "sha256:" + "1" * 64, lock).files)
+    dockerfile = files["Dockerfile"].decode()
+    builder, final = dockerfile.split("\nFROM envrepro-test/tf221:cpu\n")
+    assert "FROM envrepro-test/tf221:cpu AS builder\nUSER root" in builder
+    assert "--require-hashes" in builder and "/opt/venv/bin/python -m pip install" in builder
+    assert "pip" not in final.replace("/opt/venv", "")  # no pip configuration reaches the variant
+    assert final.rstrip().endswith("USER 10001:10001")
+    assert files["requirements.lock.txt"] == lock.text.encode()
+    same = variant_tag("sha256:1", lock.text)
+    assert same == variant_tag("sha256:1", lock.text) != variant_tag("sha256:2", lock.text)
