@@ -4,6 +4,9 @@ with what differs from training, and bisect naming the difference by measuring i
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -88,3 +91,33 @@ def test_a_tf215_model_in_the_tf221_image_is_explained_by_the_tensorflow_group(
     assert "tensorflow-cpu 2.21.0 → 2.15.1" in data["summary"]  # type: ignore[operator]
     assert 0 < data["builds"] <= 8  # type: ignore[operator]
     assert data["removed_images"]  # what this run built is gone again
+
+
+@pytest.fixture(scope="session")
+def tf215_onednn_off_snapshot(
+    tf215_python: Path, tf215_models: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The TF 2.15.1 model recorded with oneDNN off: the image (TF 2.21, oneDNN on) differs in both."""
+    out = tmp_path_factory.mktemp("tf215-onednn-off") / "envrepro.lock.json"
+    argv = ["snapshot", "--python", str(tf215_python), "-o", str(out), "--samples", "32"]
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}  # as training ran
+    command = [sys.executable, "-m", "envrepro", *argv, "--model", str(tf215_models / "dense.h5")]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text(encoding="utf-8"))["environment"]["env"]["TF_ENABLE_ONEDNN_OPTS"] == "0"
+    return out
+
+
+def test_a_variable_and_the_tensorflow_group_at_once_are_both_in_the_minimal_cause(
+    cpu_build: object, tf215_onednn_off_snapshot: Path, tf215_models: Path, tmp_path: Path
+) -> None:
+    result, data = run_bisect(tf215_onednn_off_snapshot, tf215_models / "dense.h5", CPU_TAG, tmp_path,
+                              "--atol", "0", "--rtol", "0", "--max-builds", "16")  # fmt: skip
+    assert result.exit_code == 1, result.stderr
+    assert data["verdict"] == "cause", data
+    cause = data["cause"]
+    assert isinstance(cause, list) and len(cause) == 2
+    assert "TF_ENABLE_ONEDNN_OPTS" in cause
+    assert any(key.split("+")[0] == "tensorflow" for key in cause)
+    trial = next(t for t in data["trials"] if sorted(t["groups"]) == sorted(cause))  # type: ignore[attr-defined]
+    assert trial["max_abs_error"] == 0

@@ -173,3 +173,18 @@ def test_groups_whose_pins_cannot_be_installed_apart_are_merged_and_said_so(reco
     assert "numpy cannot be installed without h5py: they move together" in lines
     assert {c.name for c in result.cause[0].changes} == {"numpy", "h5py"}
     assert all(t.passed is not None for t in result.trials)  # no variant was left unresolvable
+
+
+def test_bad_bisect_flags_are_one_line_and_exit_2(cli: Any, recorded: Recorded) -> None:  # noqa: F811
+    snap, model, _ = recorded
+    for flag, value in (("--max-builds", "-1"), ("--atol", "lots"), ("--image", "Bad Image")):
+        result = cli("bisect", "--snapshot", str(snap), "--model", str(model), flag, value)
+        assert result.exit_code == 2
+        assert len(result.error_lines) == 1 and flag in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_the_bisect_report_has_a_schema_command(cli: Any) -> None:
+    result = cli("schema", "bisect")
+    assert result.exit_code == 0
+    assert "trials" in json.loads(result.stdout)["properties"]
