@@ -18,7 +18,16 @@ from envrepro import snapshot
 from envrepro.build import BuildRequest, build_secrets
 from envrepro.ddmin import ddmin
 from envrepro.engine_api import ContainerEngine
-from envrepro.errors import BuildBudgetError, LockError, VariantUnresolvableError
+from envrepro.errors import (
+    BuildBudgetError,
+    BuildFailedError,
+    ContainerRunError,
+    LockError,
+    ModelError,
+    PreprocessError,
+    ProbeOutputError,
+    VariantUnresolvableError,
+)
 from envrepro.parity import ParityRequest, ParityRun, parity_run
 from envrepro.parity_model import ParityReport
 from envrepro.target import BuildSecrets, Lock
@@ -28,6 +37,16 @@ from envrepro.variants import Group, describe_set, env_override, groups, merged,
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BUILDS = 8
+# What can stop one variant (not the whole search): it is reported as not run, with the reason.
+_VARIANT_FAILURES = (
+    BuildBudgetError,
+    VariantUnresolvableError,
+    BuildFailedError,
+    ModelError,
+    ContainerRunError,
+    ProbeOutputError,
+    PreprocessError,
+)
 Progress = Callable[[str], None]
 
 
@@ -158,13 +177,14 @@ class _Lab:
 
     def _try(self, chosen: tuple[Group, ...]) -> Trial:
         keys, changed = tuple(g.key for g in chosen), describe_set(chosen)
+        image, built = "", False
         try:
             image, built = self._image(chosen)
-        except (BuildBudgetError, VariantUnresolvableError) as exc:
-            return Trial(keys, changed, "", built=False, passed=None, max_abs_error=math.inf, note=str(exc))
-        env = tuple(sorted(env_override(chosen).items()))
-        report = parity_run(replace(self.request.parity, image=image, environment=env), lambda: self.engine)
-        return Trial(keys, changed, image, built, report.report.passed, max_abs(report.report))
+            env = tuple(sorted(env_override(chosen).items()))
+            run = parity_run(replace(self.request.parity, image=image, environment=env), lambda: self.engine)
+        except _VARIANT_FAILURES as exc:  # this variant could not be measured; the search goes on
+            return Trial(keys, changed, image, built, passed=None, max_abs_error=math.inf, note=str(exc))
+        return Trial(keys, changed, image, built, run.report.passed, max_abs(run.report))
 
     def _image(self, chosen: tuple[Group, ...]) -> tuple[str, bool]:
         """The image to run the variant in: the image itself, or a derived one with the training pins."""
@@ -175,7 +195,11 @@ class _Lab:
             self.exhausted = True
             raise BuildBudgetError(self.request.max_builds)
         image_id, lock = self._lock(chosen)
-        variant = build_variant(self.engine, image, image_id, lock, self._secrets())
+        try:
+            variant = build_variant(self.engine, image, image_id, lock, self._secrets())
+        except BuildFailedError:
+            self.builds += 1  # spent, though it failed
+            raise
         if variant.built:
             self.builds += 1
             self.built.append(variant.tag)

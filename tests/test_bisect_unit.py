@@ -188,3 +188,16 @@ def test_the_bisect_report_has_a_schema_command(cli: Any) -> None:
     result = cli("schema", "bisect")
     assert result.exit_code == 0
     assert "trials" in json.loads(result.stdout)["properties"]
+
+
+def test_a_variant_whose_build_fails_is_reported_not_run_and_counted(recorded: Recorded) -> None:  # noqa: F811
+    snap, model, raw = recorded
+    world = World(raw, {}, {"numpy": "1.0.0"}, causes=["numpy"])
+    world.engine.build_messages = [
+        {"stream": "Step 1/1 : RUN pip install\n"},
+        {"error": "returned a non-zero code: 1"},
+    ]
+    result = run(world, snap, model)
+    assert result.cause is None and result.builds == 1
+    assert [t.passed for t in result.trials] == [None]
+    assert "non-zero code" in result.trials[0].note
