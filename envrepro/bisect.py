@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -123,27 +124,48 @@ def _search(found: Sequence[Group], lab: _Lab) -> tuple[tuple[Group, ...], tuple
     env = tuple(g for g in found if g.kind == "env")
     if env and len(env) < len(found) and lab.test(env):
         return tuple(found), ddmin(env, lab.test)
-    together = merge_unresolvable(found, lab.resolves, lab.say)
+    together = merge_unresolvable(found, lab.lock_error, lab.say)
     return together, ddmin(together, lab.test)
 
 
 def merge_unresolvable(
-    found: Sequence[Group], resolves: Callable[[Sequence[Group]], bool], say: Progress
+    found: Sequence[Group], lock_error: Callable[[Sequence[Group]], str | None], say: Progress
 ) -> tuple[Group, ...]:
-    """Each package group whose training pins cannot be installed alone, merged with the fewest other
-    groups it needs (ddmin again, over locks only: no build). One that cannot be installed at all stays."""
+    """Each package group whose training pins cannot be installed alone, merged with the other groups it
+    needs (locks only, no build). One that cannot be installed at all stays as it is."""
     result = list(found)
     for group in [g for g in found if g.kind == "packages"]:
-        if group not in result or resolves([group]):
+        if group not in result or lock_error([group]) is None:
             continue
         others = tuple(g for g in result if g.kind == "packages" and g != group)
-        needed = ddmin(others, lambda more, group=group: resolves([group, *more]))  # type: ignore[misc]
+        needed = _needed(group, others, lock_error)
         if not needed:
             continue
         say(f"{group.key} cannot be installed without {', '.join(g.key for g in needed)}: they move together")
         joined = functools.reduce(merged, needed, group)
         result = [joined if g == group else g for g in result if g not in needed]
     return tuple(result)
+
+
+def _needed(
+    group: Group, others: tuple[Group, ...], lock_error: Callable[[Sequence[Group]], str | None]
+) -> tuple[Group, ...]:
+    """The groups the resolver names in its conflict, added until the lock resolves; if it names none,
+    the fewest groups that make it resolve (ddmin over locks)."""
+    chosen: list[Group] = []
+    error = lock_error([group])
+    while error is not None:
+        named = [g for g in others if g not in chosen and _named(g, error)]
+        if not named:
+            fewest = ddmin(others, lambda more: lock_error([group, *more]) is None)
+            return fewest or ()
+        chosen += named
+        error = lock_error([group, *chosen])
+    return tuple(chosen)
+
+
+def _named(group: Group, message: str) -> bool:
+    return any(re.search(rf"(?<![\w.-]){re.escape(c.name)}(?![\w-])", message) for c in group.changes)
 
 
 def max_abs(report: ParityReport) -> float:
@@ -215,14 +237,15 @@ class _Lab:
             keys = tuple(g.key for g in chosen if g.kind == "packages")
             raise VariantUnresolvableError(keys, str(exc)) from exc
 
-    def resolves(self, chosen: Sequence[Group]) -> bool:
-        """Whether the training pins of these groups install next to the image's others (a lock, no build)."""
+    def lock_error(self, chosen: Sequence[Group]) -> str | None:
+        """Why the training pins of these groups do not install next to the image's others (None: they
+        do). A lock, no build; kept in the cache for the variant's build."""
         try:
             self._lock(chosen)
         except VariantUnresolvableError as exc:
             log.info("%s", exc)
-            return False
-        return True
+            return exc.detail
+        return None
 
     def _secrets(self) -> BuildSecrets:
         return build_secrets(BuildRequest(snapshot_path=self.request.parity.snapshot_path))
