@@ -33,7 +33,15 @@ from envrepro.parity import ParityRequest, ParityRun, parity_run
 from envrepro.parity_model import ParityReport
 from envrepro.target import BuildSecrets, Lock
 from envrepro.variant_build import Locker, build_variant, default_locker, lock_variant, variant_target
-from envrepro.variants import Group, describe_set, env_override, groups, merged, package_pins
+from envrepro.variants import (
+    Group,
+    companion_groups,
+    describe_set,
+    env_override,
+    groups,
+    merged,
+    package_pins,
+)
 
 log = logging.getLogger(__name__)
 
@@ -131,10 +139,12 @@ def _search(found: Sequence[Group], lab: _Lab) -> tuple[tuple[Group, ...], tuple
 def merge_unresolvable(
     found: Sequence[Group], lock_error: Callable[[Sequence[Group]], str | None], say: Progress
 ) -> tuple[Group, ...]:
-    """Each package group whose training pins cannot be installed alone, merged with the other groups it
-    needs (locks only, no build). One that cannot be installed at all stays as it is."""
+    """Each companion group (TensorFlow, NumPy, CUDA: the ones that pin others) whose training pins cannot
+    be installed alone, merged with the other groups it needs (locks only, no build). A single
+    distribution is not checked (a lock each would cost more than it saves): a variant of it that cannot
+    be installed is reported as not run."""
     result = list(found)
-    for group in [g for g in found if g.kind == "packages"]:
+    for group in [g for g in found if g.kind == "packages" and g.key in companion_groups()]:
         if group not in result or lock_error([group]) is None:
             continue
         others = tuple(g for g in result if g.kind == "packages" and g != group)

@@ -72,6 +72,11 @@ def group_key(name: str) -> str:
     return name
 
 
+def companion_groups() -> frozenset[str]:
+    """The groups bisect_groups.json names (distributions that pin each other), by key."""
+    return frozenset(str(entry["key"]) for entry in load_json("bisect_groups.json")["groups"])
+
+
 def _group_order(key: str) -> tuple[int, str]:
     known = [entry["key"] for entry in load_json("bisect_groups.json")["groups"]]
     return (known.index(key), key) if key in known else (len(known), key)
