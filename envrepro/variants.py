@@ -56,9 +56,11 @@ def env_groups(training: Mapping[str, str], image: Mapping[str, str]) -> tuple[G
 
 
 def package_groups(training: Mapping[str, str], image: Mapping[str, str]) -> tuple[Group, ...]:
-    """Distributions whose version differs and that training had (one only in the image stays)."""
+    """Distributions whose version differs and that training had (one only in the image stays; the
+    installers pip, setuptools and wheel are no group)."""
     by_key: dict[str, list[Change]] = {}
-    for name in sorted(training):
+    installers = set(load_json("bisect_groups.json")["installers"])
+    for name in sorted(set(training) - installers):
         if training[name] != image.get(name):
             by_key.setdefault(group_key(name), []).append(Change(name, image.get(name), training[name]))
     return tuple(Group(key, "packages", tuple(by_key[key])) for key in sorted(by_key, key=_group_order))

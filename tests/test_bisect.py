@@ -228,3 +228,10 @@ def test_the_variant_image_installs_the_hashed_lock_as_root_and_ends_as_the_imag
     assert files["requirements.lock.txt"] == lock.text.encode()
     same = variant_tag("sha256:1", lock.text)
     assert same == variant_tag("sha256:1", lock.text) != variant_tag("sha256:2", lock.text)
+
+
+def test_the_installers_are_no_group() -> None:
+    from envrepro.variants import package_groups
+
+    found = package_groups({"pip": "23.2.1", "setuptools": "65.5.0", "h5py": "3.14.0"}, {"pip": "25.0"})
+    assert [g.key for g in found] == ["h5py"]
