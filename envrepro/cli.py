@@ -18,6 +18,7 @@ import click
 from rich.logging import RichHandler
 
 from envrepro import __version__, options, runner, snapshot
+from envrepro.cli_bisect import bisect_cmd
 from envrepro.cli_options import build_options, snapshot_argument, snapshot_option, snapshot_options
 from envrepro.console import err, error_line, out
 from envrepro.engine import DockerEngine
@@ -283,10 +284,14 @@ def diff_cmd(a: str, b: str, fmt: str, show_all: bool) -> int:
 
 
 @cli.command("schema")
-@click.argument("what", type=click.Choice(["snapshot", "parity"]))
+@click.argument("what", type=click.Choice(["snapshot", "parity", "bisect"]))
 def schema_cmd(what: str) -> int:
     """Print the JSON Schema of an envrepro document (a snapshot, a parity report)."""
     schemas = {"snapshot": snapshot.Snapshot.model_json_schema(), "parity": ParityReport.model_json_schema()}
+    if what == "bisect":
+        from envrepro.bisect_report import BisectReport  # noqa: PLC0415 - only this schema needs it
+
+        schemas["bisect"] = BisectReport.model_json_schema()
     out.print_json(json.dumps(schemas[what]))
     return EXIT_OK
 
@@ -351,6 +356,9 @@ def doctor_cmd(snapshot_path: Path, base_image: str | None, fmt: str) -> int:
         for line in doctor.render_lines(diagnosis):
             out.print(line, soft_wrap=True, markup=False, highlight=False)
     return EXIT_OK if diagnosis.ok else EXIT_USAGE
+
+
+cli.add_command(bisect_cmd)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

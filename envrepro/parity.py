@@ -30,7 +30,7 @@ from envrepro.reference import (
     reference_path,
 )
 from envrepro.runner import InFile, Limits, in_path
-from envrepro.snapshot import ModelRecord, Snapshot
+from envrepro.snapshot import Environment, ModelRecord, Snapshot
 from envrepro.target import default_image_tag
 from envrepro.tolerance import Tolerances
 
@@ -46,10 +46,26 @@ class ParityRequest:
     limits: Limits = field(default_factory=Limits)
     # Where the preprocessing function is now (MODULE:FUNCTION or FILE.py:FUNCTION); default: as recorded.
     preprocess: str | None = None
+    # Variables set (None: unset) for this run only, over the image's own (bisect's variants).
+    environment: tuple[tuple[str, str | None], ...] = ()
+
+
+@dataclass(frozen=True)
+class ParityRun:
+    """A parity report and the two environments it compared (what bisect groups)."""
+
+    report: ParityReport
+    training: Environment
+    image: Environment
 
 
 def run_parity(request: ParityRequest, engine: Callable[[], ContainerEngine]) -> ParityReport:
     """Check the inputs, then connect to the engine (`engine()`), run the probe in the image and compare."""
+    return parity_run(request, engine).report
+
+
+def parity_run(request: ParityRequest, engine: Callable[[], ContainerEngine]) -> ParityRun:
+    """`run_parity`, keeping the training and image environments."""
     if not request.model.exists():
         raise InputFileError(request.model, "no such model file or directory")
     snap = snapshot.load(request.snapshot_path)
@@ -59,9 +75,11 @@ def run_parity(request: ParityRequest, engine: Callable[[], ContainerEngine]) ->
     request.tolerances.check_names(_output_names(record, pre))
     image = request.image or default_image_tag(snap.digest())
     args, inputs = probe_arguments(request, record, pre)
-    output = runner.run_probe(engine(), image, args, inputs, request.limits)
+    env = dict(request.environment)
+    output = runner.run_probe(engine(), image, args, inputs, request.limits, environment=env)
     ran = image_run(output, pre is not None)
-    return build_report(request, snap, record, reference, image=image, ran=ran, pre=pre)
+    report = build_report(request, snap, record, reference, image=image, ran=ran, pre=pre)
+    return ParityRun(report, snap.environment, ran.environment)
 
 
 def _output_names(record: ModelRecord, pre: PreprocessRun | None) -> list[str]:

@@ -105,23 +105,15 @@ def run_probe(
     args: Sequence[str] = (),
     inputs: Sequence[InFile] = (),
     limits: Limits = Limits(),
+    *,
+    environment: Mapping[str, str | None] | None = None,
 ) -> ProbeOutput:
-    """Run the snapshot probe inside `image` on `inputs` and return what it wrote to /envrepro/out."""
+    """Run the snapshot probe inside `image` on `inputs` and return what it wrote to /envrepro/out.
+
+    `environment` overrides variables for this run only (None: unset, even if the image sets it)."""
     if not engine.image_exists(image):
         raise ImageNotFoundError(image)
-    command = (
-        "python3", f"{PROBE_IN}/main.py", "--out", f"{OUT_DIR}/record.json", "--ref-dir", OUT_DIR,
-        "--env-names", ",".join(numerics_env_names()), *args,
-    )  # fmt: skip
-    spec = ContainerSpec(
-        image=image,
-        command=command,
-        user=CONTAINER_USER,
-        environment={"HOME": "/tmp", "TF_CPP_MIN_LOG_LEVEL": "2"},  # noqa: S108 - inside the container
-        volumes=(ROOT,),
-        memory_bytes=limits.memory_bytes,
-        cpus=_cpus(engine, limits),
-    )
+    spec = _probe_spec(engine, image, args, limits, dict(environment or {}))
     tar = input_tar([InFile(PROBE_DIR, "probe"), *inputs])
     with _container(engine, spec) as container:
         engine.put_archive(container, ROOT, tar)
@@ -133,6 +125,31 @@ def run_probe(
     if "record.json" not in files:
         raise ContainerRunError(image, result.exit_code, _tail(result.logs))
     return ProbeOutput(outbox.parse_json(files, "record.json"), files, result.logs)
+
+
+def _probe_spec(
+    engine: ContainerEngine, image: str, args: Sequence[str], limits: Limits, override: dict[str, str | None]
+) -> ContainerSpec:
+    """The probe's locked-down container; `override` sets variables (None: `env -u` unsets them)."""
+    unset = [arg for name, value in sorted(override.items()) if value is None for arg in ("-u", name)]
+    command = (
+        *(("env", *unset) if unset else ()), "python3", f"{PROBE_IN}/main.py",
+        "--out", f"{OUT_DIR}/record.json", "--ref-dir", OUT_DIR,
+        "--env-names", ",".join(numerics_env_names()), *args,
+    )  # fmt: skip
+    return ContainerSpec(
+        image=image,
+        command=command,
+        user=CONTAINER_USER,
+        environment={
+            **{name: value for name, value in override.items() if value is not None},
+            "HOME": "/tmp",  # noqa: S108 - inside the container
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+        },
+        volumes=(ROOT,),
+        memory_bytes=limits.memory_bytes,
+        cpus=_cpus(engine, limits),
+    )
 
 
 def run_command(

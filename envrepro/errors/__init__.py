@@ -6,6 +6,7 @@ usage or input errors and anything that kept a command from running, 1 for a che
 """
 
 from envrepro.errors.base import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, EnvreproError
+from envrepro.errors.bisect import BuildBudgetError, VariantUnresolvableError
 from envrepro.errors.build import (
     BasePythonMismatchError,
     BuildFailedError,
@@ -63,6 +64,7 @@ __all__ = [
     "EXIT_USAGE",
     "RAW_HINT",
     "BasePythonMismatchError",
+    "BuildBudgetError",
     "BuildFailedError",
     "CommandError",
     "ContainerRunError",
@@ -104,4 +106,5 @@ __all__ = [
     "UnsafeValueError",
     "UnsupportedPlatformError",
     "UnsupportedPythonError",
+    "VariantUnresolvableError",
 ]

@@ -1,0 +1,91 @@
+"""Benchmark: what `envrepro bisect` costs.
+
+1. Builds per bisect against the number of groups (`--groups`): every group a distribution group (each
+   variant a build), one cause or two that must move together, placed at every position; the count is of
+   distinct variants ddmin asks for, as bisect builds each set once (the real ddmin, the real books).
+2. `--real`: the wall time of test (b) — a TF 2.15.1 / Keras 2 model, the image of the TF 2.21 snapshot,
+   `--atol 0 --rtol 0` — as a ratio to one cold `envrepro build --no-cache` of the TF 2.15 snapshot.
+
+usage: python bench/bisect_bench.py [--groups 2,4,8,16,32] [--real --python215 PATH --models DIR
+       --image envrepro-test/tf221:cpu --base-image envrepro-test/python:3.11-bookworm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from envrepro.ddmin import ddmin
+
+
+def builds_for(size: int, causes: frozenset[int]) -> int:
+    asked: set[frozenset[int]] = set()
+
+    def test(subset: tuple[int, ...]) -> bool:
+        asked.add(frozenset(subset))
+        return causes <= set(subset)
+
+    assert set(ddmin(tuple(range(size)), test) or ()) == causes
+    return len(asked)
+
+
+def builds_table(sizes: list[int]) -> None:
+    print(f"{'groups':>6} {'causes':>6} {'min':>4} {'median':>6} {'max':>4}")
+    for size in sizes:
+        for count in (1, 2):
+            cases = (
+                [frozenset({i}) for i in range(size)]
+                if count == 1
+                else [frozenset({i, j}) for i in range(size) for j in range(i + 1, size)]
+            )
+            builds = [builds_for(size, causes) for causes in cases]
+            print(f"{size:>6} {count:>6} {min(builds):>4} {statistics.median(builds):>6g} {max(builds):>4}")
+
+
+def timed(argv: list[str]) -> tuple[float, int]:
+    started = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return time.perf_counter() - started, done.returncode
+
+
+def real(args: argparse.Namespace) -> None:
+    envrepro = [sys.executable, "-m", "envrepro"]
+    with tempfile.TemporaryDirectory() as folder:
+        snap = Path(folder) / "envrepro.lock.json"
+        model = str(Path(args.models) / "dense.h5")
+        subprocess.run([*envrepro, "snapshot", "--python", args.python215, "--model", model, "-o", str(snap)],
+                       check=True, capture_output=True)  # fmt: skip
+        bisect_s, code = timed([*envrepro, "bisect", "--snapshot", str(snap), "--model", model,
+                                "--image", args.image, "--atol", "0", "--rtol", "0"])  # fmt: skip
+        print(f"bisect (b): {bisect_s:.0f} s (exit {code})")
+        build_s, code = timed([*envrepro, "build", "--snapshot", str(snap), "--base-image", args.base_image,
+                               "--out", str(Path(folder) / "build"), "--tag", "envrepro-bench/tf215:cold",
+                               "--target", "cpu", "--no-cache"])  # fmt: skip
+        print(f"cold build of the TF 2.15 snapshot: {build_s:.0f} s (exit {code})")
+        print(f"ratio bisect/build: {bisect_s / build_s:.2f}")
+        subprocess.run(["docker", "rmi", "envrepro-bench/tf215:cold"], capture_output=True, check=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", default="2,4,8,16,32")
+    parser.add_argument("--real", action="store_true")
+    parser.add_argument(
+        "--python215", default=str(Path.home() / ".cache/envrepro/test-envs/tf-2.15.1/bin/python")
+    )
+    parser.add_argument("--models", help="A folder of models saved by TF 2.15 (tests/support/make_models.py)")
+    parser.add_argument("--image", default="envrepro-test/tf221:cpu")
+    parser.add_argument("--base-image", default="envrepro-test/python:3.11-bookworm")
+    args = parser.parse_args()
+    builds_table([int(n) for n in args.groups.split(",")])
+    if args.real:
+        real(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""`envrepro bisect` against the real engine and real TensorFlow: the image of the TF 2.21 snapshot, run
+with what differs from training, and bisect naming the difference by measuring its variants."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+from conftest import CPU_TAG, CliResult, _run_cli
+from test_parity_docker import onednn_off_image  # noqa: F401 - the session fixture, reused
+
+from envrepro.bisect_report import BisectReport
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
+
+
+def run_bisect(
+    snap: Path, model: Path, image: str, out: Path, *extra: str
+) -> tuple[CliResult, dict[str, object]]:
+    out.mkdir(parents=True, exist_ok=True)
+    result = _run_cli([
+        "bisect", "--snapshot", str(snap), "--model", str(model), "--image", image,
+        "--report", str(out / "bisect.json"), "--markdown", str(out / "bisect.md"), *extra,
+    ])  # fmt: skip
+    written = out / "bisect.json"
+    data = json.loads(written.read_text(encoding="utf-8")) if written.exists() else {}
+    if data:
+        jsonschema.validate(data, BisectReport.model_json_schema())
+    return result, data
+
+
+def test_parity_that_passes_exits_0_and_builds_nothing(
+    cpu_build: object, tf_snapshot: Path, tf_models: Path, tmp_path: Path
+) -> None:
+    result, data = run_bisect(tf_snapshot, tf_models / "cnn.keras", CPU_TAG, tmp_path)
+    assert result.exit_code == 0, result.stderr
+    assert data["verdict"] == "pass"
+    assert data["builds"] == 0
+    assert data["trials"] == []
+    assert "nothing to bisect" in result.stdout
+
+
+def test_flipped_onednn_is_named_by_bisect_without_building_anything(
+    onednn_off_image: str,  # noqa: F811 - the imported fixture
+    tf_snapshot: Path,
+    tf_models: Path,
+    tmp_path: Path,
+) -> None:
+    result, data = run_bisect(tf_snapshot, tf_models / "cnn.keras", onednn_off_image, tmp_path,
+                              "--atol", "0", "--rtol", "0")  # fmt: skip
+    assert result.exit_code == 1, result.stderr
+    assert data["verdict"] == "cause", data
+    assert data["cause"] == ["TF_ENABLE_ONEDNN_OPTS"]
+    assert data["builds"] == 0
+    assert all(not trial["built"] for trial in data["trials"])  # type: ignore[attr-defined]
+    cause = next(t for t in data["trials"] if t["groups"] == ["TF_ENABLE_ONEDNN_OPTS"])  # type: ignore[attr-defined]
+    assert cause["outcome"] == "pass"
+    assert cause["max_abs_error"] == 0
+    assert data["baseline_max_abs_error"] > 0  # type: ignore[operator]
+    assert "Returning TF_ENABLE_ONEDNN_OPTS 0 → (absent) restores parity" in data["summary"]  # type: ignore[operator]
+    assert "TF_ENABLE_ONEDNN_OPTS" in (tmp_path / "bisect.md").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def tf215_snapshot(tf215_python: Path, tf215_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The training record of a model saved in TF 2.15.1 / Keras 2, with its reference outputs (the CNN:
+    its outputs in TF 2.21 differ by ~1.5e-7; the dense model's are bit-identical)."""
+    out = tmp_path_factory.mktemp("tf215-snapshot") / "envrepro.lock.json"
+    argv = ["snapshot", "--python", str(tf215_python), "-o", str(out), "--samples", "32"]
+    result = _run_cli([*argv, "--model", str(tf215_models / "cnn.keras")])
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+def test_a_tf215_model_in_the_tf221_image_is_explained_by_the_tensorflow_group(
+    cpu_build: object, tf215_snapshot: Path, tf215_models: Path, tmp_path: Path
+) -> None:
+    result, data = run_bisect(tf215_snapshot, tf215_models / "cnn.keras", CPU_TAG, tmp_path,
+                              "--atol", "0", "--rtol", "0")  # fmt: skip
+    assert result.exit_code == 1, result.stderr
+    assert data["verdict"] == "cause", data
+    cause = data["cause"]
+    assert isinstance(cause, list) and len(cause) == 1
+    assert cause[0].split("+")[0] == "tensorflow"  # numpy may have to move with it (TF 2.15 needs numpy < 2)
+    trial = next(t for t in data["trials"] if t["groups"] == cause)  # type: ignore[attr-defined]
+    assert trial["outcome"] == "pass" and trial["max_abs_error"] == 0
+    assert "tensorflow-cpu 2.21.0 → 2.15.1" in data["summary"]  # type: ignore[operator]
+    assert 0 < data["builds"] <= 8  # type: ignore[operator]
+    assert data["removed_images"]  # what this run built is gone again
+
+
+@pytest.fixture(scope="session")
+def tf215_onednn_off_snapshot(
+    tf215_python: Path, tf215_models: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The TF 2.15.1 model recorded with oneDNN off: the image (TF 2.21, oneDNN on) differs in both."""
+    out = tmp_path_factory.mktemp("tf215-onednn-off") / "envrepro.lock.json"
+    argv = ["snapshot", "--python", str(tf215_python), "-o", str(out), "--samples", "32"]
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}  # as training ran
+    command = [sys.executable, "-m", "envrepro", *argv, "--model", str(tf215_models / "cnn.keras")]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text(encoding="utf-8"))["environment"]["env"]["TF_ENABLE_ONEDNN_OPTS"] == "0"
+    return out
+
+
+def test_a_variable_and_the_tensorflow_group_at_once_are_both_in_the_minimal_cause(
+    cpu_build: object, tf215_onednn_off_snapshot: Path, tf215_models: Path, tmp_path: Path
+) -> None:
+    result, data = run_bisect(tf215_onednn_off_snapshot, tf215_models / "cnn.keras", CPU_TAG, tmp_path,
+                              "--atol", "0", "--rtol", "0", "--max-builds", "16")  # fmt: skip
+    assert result.exit_code == 1, result.stderr
+    assert data["verdict"] == "cause", data
+    cause = data["cause"]
+    assert isinstance(cause, list) and len(cause) == 2
+    assert "TF_ENABLE_ONEDNN_OPTS" in cause
+    assert any(key.split("+")[0] == "tensorflow" for key in cause)
+    trial = next(t for t in data["trials"] if sorted(t["groups"]) == sorted(cause))  # type: ignore[attr-defined]
+    assert trial["max_abs_error"] == 0

@@ -1,0 +1,213 @@
+"""Bisect's orchestration on the fake engine: parity that passes builds nothing; a variable is found by
+run-time variants alone; packages cost one derived image per distinct set, counted and bounded by
+--max-builds; the images a run built are removed unless kept, and a rerun with --keep is a cache hit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from support.fake_engine import ContainerFs, FakeEngine
+from test_parity_unit import IMAGE, recorded  # noqa: F401 - the fixture, reused
+
+from envrepro.bisect import BisectRequest, bisect
+from envrepro.engine_api import ImageInfo, RunResult
+from envrepro.errors import LockError
+from envrepro.parity import ParityRequest
+from envrepro.runner import OUT_DIR
+from envrepro.target import Lock, Target
+from envrepro.tolerance import Tolerances
+
+Recorded = tuple[Path, Path, dict[str, Any]]
+
+
+class World:
+    """The image under test: which variables it sets and which versions it installs; the probe's outputs
+    drift by `delta` for each cause still different from training in a run."""
+
+    def __init__(self, raw: Mapping[str, Any], env: Mapping[str, str], versions: Mapping[str, str],
+                 causes: Sequence[str]) -> None:  # fmt: skip
+        self.raw, self.env, self.versions, self.causes = raw, dict(env), dict(versions), set(causes)
+        self.locks: dict[str, dict[str, str]] = {}  # lock input digest -> the pins it installs
+        self.engine = FakeEngine(images={IMAGE: ImageInfo("sha256:base", 1, (IMAGE,), {}, ())})
+        self.engine.handlers = _AnyImage(self.run)  # type: ignore[assignment]
+
+    def lock(self, target: Target, out_dir: Path) -> Lock:
+        pins = {r.name: r.version for r in target.requirements}
+        text = "".join(f"{name}=={version}\n" for name, version in sorted(pins.items()))
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        self.locks[digest] = pins
+        return Lock(text=text, requirements=(), input_digest=digest)
+
+    def run(
+        self, image: str, command: Sequence[str], fs: ContainerFs, environment: Mapping[str, str]
+    ) -> RunResult:
+        unset = {command[i + 1] for i, word in enumerate(command[:-1]) if word == "-u"}
+        env = {k: v for k, v in {**self.env, **environment}.items() if k not in unset and k != "HOME"}
+        label = self.engine.images[image].labels.get("io.envrepro.variant.lock")
+        versions = {**self.versions, **self.locks.get(label or "", {})}
+        training_env = self.raw["environment"]["env"]
+        training = {d["name"]: d["version"] for d in self.raw["environment"]["distributions"]}
+        moved = [n for n in self.causes if (env.get(n) if n.isupper() else versions.get(n))
+                 != (training_env.get(n) if n.isupper() else training.get(n))]  # fmt: skip
+        out = fs.path(OUT_DIR)
+        with np.load(fs.path(command[command.index("--inputs") + 1])) as data:
+            np.savez(out / "model-0.npz", **{"output.0": data["output.0"] + np.float32(1e-3 * len(moved))})
+        dists = [
+            {**d, "version": versions.get(d["name"], d["version"])}
+            for d in self.raw["environment"]["distributions"]
+        ]
+        environment_record = {**self.raw["environment"], "env": env, "distributions": dists}
+        model = {**self.raw["models"][0], "reference": None}
+        (out / "record.json").write_text(json.dumps({"environment": environment_record, "models": [model]}))
+        return RunResult(0, "ok")
+
+
+class _AnyImage(dict):  # type: ignore[type-arg]
+    def __init__(self, run: Any) -> None:
+        super().__init__()
+        self.run = run
+
+    def get(self, image: str, default: Any = None) -> Any:
+        return lambda command, fs, environment: self.run(image, command, fs, environment)
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def run(world: World, snap: Path, model: Path, **options: Any):  # type: ignore[no-untyped-def]
+    parity = ParityRequest(
+        snapshot_path=snap, model=model, image=IMAGE, tolerances=Tolerances(atol=0, rtol=0)
+    )
+    return bisect(BisectRequest(parity, **options), lambda: world.engine, locker=world.lock)
+
+
+def training_version(raw: Mapping[str, Any], name: str) -> str:
+    return next(d["version"] for d in raw["environment"]["distributions"] if d["name"] == name)
+
+
+def test_parity_that_passes_builds_nothing_and_tries_no_variant(recorded: Recorded) -> None:  # noqa: F811
+    snap, model, raw = recorded
+    world = World(raw, {}, {}, causes=["TF_ENABLE_ONEDNN_OPTS"])
+    result = run(world, snap, model)
+    assert result.baseline.passed
+    assert (result.trials, result.builds, world.engine.builds) == ((), 0, [])
+    assert len(world.engine.runs) == 1
+
+
+def test_a_variable_is_found_by_run_time_variants_without_a_build(recorded: Recorded) -> None:  # noqa: F811
+    snap, model, raw = recorded
+    world = World(raw, {"TF_ENABLE_ONEDNN_OPTS": "0", "OMP_NUM_THREADS": "3"}, {"numpy": "1.0.0"},
+                  causes=["TF_ENABLE_ONEDNN_OPTS"])  # fmt: skip
+    result = run(world, snap, model)
+    assert [g.key for g in result.cause] == ["TF_ENABLE_ONEDNN_OPTS"]
+    assert result.builds == 0 and world.engine.builds == []
+    cause = result.cause_trial
+    assert cause is not None and cause.max_abs_error == 0
+    # the variant ran in the same locked-down sandbox, with the variable unset as in training
+    last = world.engine.runs[-1]
+    assert last.network_disabled and last.user == world.engine.runs[0].user
+    assert "TF_ENABLE_ONEDNN_OPTS" not in last.environment
+
+
+def test_a_variable_and_a_package_together_are_both_in_the_cause_and_builds_are_counted(
+    recorded: Recorded,  # noqa: F811
+) -> None:
+    snap, model, raw = recorded
+    numpy = training_version(raw, "numpy")
+    world = World(raw, {"TF_ENABLE_ONEDNN_OPTS": "0"}, {"numpy": "1.0.0", "h5py": "0.1"},
+                  causes=["TF_ENABLE_ONEDNN_OPTS", "numpy"])  # fmt: skip
+    result = run(world, snap, model)
+    assert sorted(g.key for g in result.cause) == ["TF_ENABLE_ONEDNN_OPTS", "numpy"]
+    assert result.builds == len(world.engine.builds) == sum(t.built for t in result.trials) > 0
+    assert result.removed and not any(tag in world.engine.images for tag in result.removed)
+    lock = world.engine.builds[0]["requirements.lock.txt"].decode()
+    assert f"numpy=={numpy}\n" in lock or "h5py" in lock
+    assert IMAGE in world.engine.builds[0]["Dockerfile"].decode()
+
+
+def test_max_builds_stops_building_and_says_the_search_is_incomplete(recorded: Recorded) -> None:  # noqa: F811
+    snap, model, raw = recorded
+    world = World(raw, {}, {"numpy": "1.0.0", "h5py": "0.1"}, causes=["numpy"])
+    result = run(world, snap, model, max_builds=0)
+    assert result.cause is None and not result.complete
+    assert world.engine.builds == []
+    assert all(t.passed is None and "--max-builds 0" in t.note for t in result.trials)
+
+
+def test_kept_variants_make_a_rerun_a_cache_hit(recorded: Recorded) -> None:  # noqa: F811
+    snap, model, raw = recorded
+    world = World(raw, {}, {"numpy": "1.0.0"}, causes=["numpy"])
+    first = run(world, snap, model, keep=True)
+    assert [g.key for g in first.cause] == ["numpy"] and first.builds == 1 and first.removed == ()
+    again = run(world, snap, model, keep=True)
+    assert [g.key for g in again.cause] == ["numpy"]
+    assert again.builds == 0 and len(world.engine.builds) == 1
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "h5py 0.1 depends on numpy<1.1 (the user requested numpy=={numpy})",
+        "ResolutionImpossible: see the docs",
+    ],
+)
+def test_groups_whose_pins_cannot_be_installed_apart_are_merged_and_said_so(
+    recorded: Recorded,  # noqa: F811
+    message: str,
+) -> None:
+    snap, model, raw = recorded
+    numpy, h5py = training_version(raw, "numpy"), training_version(raw, "h5py")
+    world = World(raw, {}, {"numpy": "1.0.0", "h5py": "0.1", "wrapt": "0.1"}, causes=["numpy"])
+    plain_lock = world.lock
+
+    def lock(target: Target, out_dir: Path) -> Lock:  # training numpy needs training h5py, as pip would say
+        pins = {r.name: r.version for r in target.requirements}
+        if pins["numpy"] == numpy and pins["h5py"] != h5py:
+            raise LockError(None, message.format(numpy=numpy))  # named by the resolver, or not (ddmin)
+        return plain_lock(target, out_dir)
+
+    lines: list[str] = []
+    parity = ParityRequest(
+        snapshot_path=snap, model=model, image=IMAGE, tolerances=Tolerances(atol=0, rtol=0)
+    )
+    result = bisect(BisectRequest(parity), lambda: world.engine, locker=lock, progress=lines.append)
+    assert [g.key for g in result.cause] == ["numpy+h5py"]
+    assert "numpy cannot be installed without h5py: they move together" in lines
+    assert {c.name for c in result.cause[0].changes} == {"numpy", "h5py"}
+    assert all(t.passed is not None for t in result.trials)  # no variant was left unresolvable
+
+
+def test_bad_bisect_flags_are_one_line_and_exit_2(cli: Any, recorded: Recorded) -> None:  # noqa: F811
+    snap, model, _ = recorded
+    for flag, value in (("--max-builds", "-1"), ("--atol", "lots"), ("--image", "Bad Image")):
+        result = cli("bisect", "--snapshot", str(snap), "--model", str(model), flag, value)
+        assert result.exit_code == 2
+        assert len(result.error_lines) == 1 and flag in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_the_bisect_report_has_a_schema_command(cli: Any) -> None:
+    result = cli("schema", "bisect")
+    assert result.exit_code == 0
+    assert "trials" in json.loads(result.stdout)["properties"]
+
+
+def test_a_variant_whose_build_fails_is_reported_not_run_and_counted(recorded: Recorded) -> None:  # noqa: F811
+    snap, model, raw = recorded
+    world = World(raw, {}, {"numpy": "1.0.0"}, causes=["numpy"])
+    world.engine.build_messages = [
+        {"stream": "Step 1/1 : RUN pip install\n"},
+        {"error": "returned a non-zero code: 1"},
+    ]
+    result = run(world, snap, model)
+    assert result.cause is None and result.builds == 1
+    assert [t.passed for t in result.trials] == [None]
+    assert "non-zero code" in result.trials[0].note
