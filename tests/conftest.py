@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent / "support"))
 
 import envs
 from engines import dind_engine, extra_engine, ssh_endpoint  # noqa: F401 - fixtures of the remote-engine tests
+from owned import OWN_CONTAINERS, RUN_ID, OwnImages, own_tag  # noqa: F401 - RUN_ID is set at import
 
 from envrepro.cli import main
 from envrepro.engine import DockerEngine
@@ -95,34 +96,42 @@ def _require(variable: str, what: str, why: str) -> None:
     pytest.skip(message)
 
 
+_SESSION_IMAGES: list[OwnImages] = []  # this session's images on the machine's engine (at most one)
+
+
 @pytest.fixture(scope="session")
 def docker_engine() -> Iterator[DockerEngine]:
     """The real Docker engine (DOCKER_HOST respected), with the debootstrap test base image present.
 
-    Afterwards, images the tests superseded (untagged envrepro images) are pruned; the tagged ones stay, so
-    the next run rebuilds them in place from the engine's cache instead of filling the disk."""
+    The engine is shared with other runs: afterwards only the tags this session put on the images it
+    built go (and an image with none left); the fixed cache tags stay, so that the next run builds from
+    the engine's cache. Nothing is pruned engine-wide."""
     try:
         engine = DockerEngine()
     except EnvreproError as exc:
         _require("ENVREPRO_REQUIRE_DOCKER", "a Docker engine", str(exc))
     if not engine.image_exists(BASE_IMAGE):
         _require("ENVREPRO_REQUIRE_DOCKER", f"the base image {BASE_IMAGE}", "run `bash .ci/base-image.sh`")
-    before = _default_tags(engine)
-    yield engine
-    for tag in _default_tags(engine) - before:  # `envrepro:<digest>` tags the builds of this session added
-        engine.client.images.remove(tag, noprune=True)  # untag; the fixed test tags keep the layers
-    engine.client.images.prune(filters={"dangling": True, "label": "io.envrepro.snapshot.digest"})
+    own = OwnImages(engine)
+    _SESSION_IMAGES.append(own)
+    try:
+        yield engine
+    finally:
+        _SESSION_IMAGES.remove(own)
+        own.remove()
 
 
-def _default_tags(engine: DockerEngine) -> set[str]:
-    images = engine.client.images.list("envrepro")
-    return {tag for image in images for tag in image.tags if tag.startswith("envrepro:")}
+@pytest.fixture(scope="session")
+def own_images(docker_engine: DockerEngine) -> OwnImages:
+    """The images this session built on the machine's engine; removed at the end of the session."""
+    return _SESSION_IMAGES[0]
 
 
 # ---------------------------------------------------------------------------------------------------------
 # A real TF snapshot and its CPU image, shared by the build and parity tests (built once per session)
 
-CPU_TAG = "envrepro-test/tf221:cpu"
+CPU_CACHE_TAG = "envrepro-test/tf221:cpu"  # holds the layers for the next run; other runs retag it
+CPU_TAG = own_tag("envrepro-test/tf221", "cpu")  # what the tests use: this session's build, until its end
 # Planted into the forwarded pip configuration; must reach the builder stage only.
 PLANTED_TOKEN = "envrepro-planted-token-5b7e1c9d"
 PLANTED_CA_MARK = "# envrepro-planted-ca-marker-2f9a6e41"
@@ -168,6 +177,7 @@ def cpu_build(
     out = tmp_path_factory.mktemp("build-cpu") / "build"
     result = _run_cli(build_args(tf_snapshot, out, planted_cert, "--tag", CPU_TAG, "--target", "cpu"))
     assert result.exit_code == 0, result.stderr
+    _SESSION_IMAGES[0].share_cache(CPU_TAG, CPU_CACHE_TAG)
     return result, out
 
 
@@ -176,4 +186,7 @@ def _run_cli(argv: list[str]) -> CliResult:
     done = subprocess.run(
         [sys.executable, "-m", "envrepro", *argv], capture_output=True, text=True, check=False
     )
+    built = argv[:1] == ["build"] and "--tag" in argv and "--render-only" not in argv
+    if built and done.returncode == 0 and _SESSION_IMAGES:
+        _SESSION_IMAGES[0].built(argv[argv.index("--tag") + 1])  # removed at the end of the session
     return CliResult(done.returncode, done.stdout, done.stderr)

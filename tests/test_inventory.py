@@ -328,9 +328,9 @@ class OwnImages:
 def test_rebuilding_a_changed_snapshot_file_leaves_one_envrepro_tag_and_clean_removes_the_rest(
     docker_engine, plain_python: Path, planted_cert: Path, tmp_path: Path
 ) -> None:
-    from conftest import _run_cli, build_args
+    from conftest import _run_cli, build_args, own_tag
 
-    snap, out, user_tag = tmp_path / "envrepro.lock.json", tmp_path / "build", "envrepro-test/rerun:latest"
+    snap, out, user_tag = tmp_path / "envrepro.lock.json", tmp_path / "build", own_tag("envrepro-test/rerun")
     assert _run_cli(["snapshot", "--python", str(plain_python), "-o", str(snap)]).exit_code == 0
     first = snapshot.load(snap).digest()
     own = OwnImages(docker_engine, {first})
