@@ -22,6 +22,7 @@ from conftest import (
     PLANTED_TOKEN,
     RUN_ID,
     CliResult,
+    OwnImages,
     _run_cli,
     build_args,
     own_tag,
@@ -36,7 +37,8 @@ from envrepro.runner import Limits, run_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
-GPU_TAG = "envrepro-test/tf221:gpu"
+GPU_CACHE_TAG = "envrepro-test/tf221:gpu"  # holds the layers for the next run; other runs retag it
+GPU_TAG = own_tag("envrepro-test/tf221", "gpu")  # this session's, removed at its end
 
 
 def freeze(engine: DockerEngine, image: str) -> dict[str, str]:
@@ -187,7 +189,7 @@ def test_parity_containers_never_outlive_the_run(docker_engine: DockerEngine) ->
 
 @pytest.mark.gpu_image
 def test_gpu_variant_on_pip_cuda_wheels_builds_and_imports_tensorflow_on_a_cpu_machine(
-    docker_engine: DockerEngine, tf_snapshot: Path, planted_cert: Path, tmp_path: Path
+    docker_engine: DockerEngine, own_images: OwnImages, tf_snapshot: Path, planted_cert: Path, tmp_path: Path
 ) -> None:
     gpu_snapshot = tmp_path / "gpu.json"
     gpu_snapshot.write_text(
@@ -195,6 +197,7 @@ def test_gpu_variant_on_pip_cuda_wheels_builds_and_imports_tensorflow_on_a_cpu_m
     )
     result = _run_cli(build_args(gpu_snapshot, tmp_path / "build", planted_cert, "--tag", GPU_TAG))
     assert result.exit_code == 0, result.stderr
+    own_images.share_cache(GPU_TAG, GPU_CACHE_TAG)
     assert "target: gpu (gpu-wheels)" in result.stderr
     lock = (tmp_path / "build" / "requirements.lock.txt").read_text()
     assert "nvidia-cudnn-cu12==9.3.0.75" in lock and "--hash=sha256:" in lock
