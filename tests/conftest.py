@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent / "support"))
 
 import envs
 from engines import dind_engine, extra_engine, ssh_endpoint  # noqa: F401 - fixtures of the remote-engine tests
-from owned import OWN_CONTAINERS, RUN_ID, OwnImages, own_tag  # noqa: F401 - RUN_ID is set at import
+from owned import OWN_CONTAINERS, RUN_ID, OwnImages, own_tag, reused_lock  # noqa: F401 - RUN_ID is set at import
 
 from envrepro.cli import main
 from envrepro.engine import DockerEngine
@@ -175,7 +175,8 @@ def cpu_build(
 ) -> tuple[CliResult, Path]:
     """`envrepro build` of the TF snapshot's CPU image, as a user runs it; (its output, the build dir)."""
     out = tmp_path_factory.mktemp("build-cpu") / "build"
-    result = _run_cli(build_args(tf_snapshot, out, planted_cert, "--tag", CPU_TAG, "--target", "cpu"))
+    with reused_lock(out, "tf221-cpu"):  # pip-compile of TensorFlow's tree takes minutes; its lock is reused
+        result = _run_cli(build_args(tf_snapshot, out, planted_cert, "--tag", CPU_TAG, "--target", "cpu"))
     assert result.exit_code == 0, result.stderr
     _SESSION_IMAGES[0].share_cache(CPU_TAG, CPU_CACHE_TAG)
     return result, out

@@ -26,6 +26,7 @@ from conftest import (
     _run_cli,
     build_args,
     own_tag,
+    reused_lock,
 )
 
 from envrepro import snapshot as snapshot_mod
@@ -195,7 +196,8 @@ def test_gpu_variant_on_pip_cuda_wheels_builds_and_imports_tensorflow_on_a_cpu_m
     gpu_snapshot.write_text(
         json.dumps(as_gpu_snapshot(json.loads(tf_snapshot.read_text()))), encoding="utf-8"
     )
-    result = _run_cli(build_args(gpu_snapshot, tmp_path / "build", planted_cert, "--tag", GPU_TAG))
+    with reused_lock(tmp_path / "build", "tf221-gpu"):
+        result = _run_cli(build_args(gpu_snapshot, tmp_path / "build", planted_cert, "--tag", GPU_TAG))
     assert result.exit_code == 0, result.stderr
     own_images.share_cache(GPU_TAG, GPU_CACHE_TAG)
     assert "target: gpu (gpu-wheels)" in result.stderr

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import certifi
 import pytest
-from conftest import OWN_CONTAINERS, _run_cli, build_args, own_tag
+from conftest import OWN_CONTAINERS, _run_cli, build_args, own_tag, reused_lock
 from engines import BASE_IMAGE, ExtraEngine, SshEndpoint
 
 from envrepro import snapshot as snapshot_mod
@@ -208,7 +208,8 @@ def tf_build(
     (the cache tag), while the tests use this session's own tag."""
     tag = own_tag("envrepro-test/tf221-remote", extra_engine.name)
     out = tmp_path_factory.mktemp(f"tf-build-{extra_engine.name}") / "build"
-    result = extra_engine.cli(build_args(tf_snapshot, out, planted_cert, "--tag", tag, "--target", "cpu"))
+    with reused_lock(out, "tf221-cpu"):  # the lock is the host's work: the same as the local CPU build's
+        result = extra_engine.cli(build_args(tf_snapshot, out, planted_cert, "--tag", tag, "--target", "cpu"))
     assert result.returncode == 0, result.stderr
     extra_engine.own.share_cache(tag, f"envrepro-test/tf221-remote:{extra_engine.name}")
     return tag

@@ -14,7 +14,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import xmlschema
-from conftest import CPU_TAG, OWN_CONTAINERS, CliResult, _run_cli, build_args, own_tag
+from conftest import CPU_TAG, OWN_CONTAINERS, CliResult, _run_cli, build_args, own_tag, reused_lock
 
 from envrepro.engine import DockerEngine
 from envrepro.parity_model import ParityReport
@@ -91,9 +91,10 @@ def onednn_off_image(cpu_build: object, tf_snapshot: Path, planted_cert: Path, d
     folder = tmp_path_factory.mktemp("onednn-off")
     edited = folder / "envrepro.lock.json"
     edited.write_text(json.dumps(raw), encoding="utf-8")
-    result = _run_cli(
-        build_args(edited, folder / "build", planted_cert, "--tag", ONEDNN_OFF_TAG, "--target", "cpu")
-    )
+    with reused_lock(folder / "build", "tf221-onednn-off"):
+        result = _run_cli(
+            build_args(edited, folder / "build", planted_cert, "--tag", ONEDNN_OFF_TAG, "--target", "cpu")
+        )
     assert result.exit_code == 0, result.stderr
     yield ONEDNN_OFF_TAG
     docker_engine.remove_image(ONEDNN_OFF_TAG)

@@ -14,7 +14,10 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from envrepro.engine import DockerEngine
 from envrepro.engine_api import RUN_ID_LABEL
@@ -24,6 +27,8 @@ RUN_ID = f"pytest-{secrets.token_hex(4)}"
 os.environ["ENVREPRO_RUN_ID"] = RUN_ID  # every envrepro process the tests start inherits it
 OWN_CONTAINERS = f"{RUN_ID_LABEL}={RUN_ID}"  # the label filter that finds this session's containers
 DEFAULT_TAG_PREFIX = "envrepro:"  # `envrepro build`'s own `envrepro:<digest>` tag
+LOCKS = Path.home() / ".cache" / "envrepro" / "test-locks"
+LOCK_FILE = "requirements.lock.txt"
 
 
 def own_tag(repository: str, suffix: str = "") -> str:
@@ -72,3 +77,20 @@ class OwnImages:
                 if not tags:
                     self.engine.delete_image(image_id)
         self.image_ids.clear()
+
+
+@contextlib.contextmanager
+def reused_lock(out: Path, name: str) -> Iterator[None]:
+    """Seed the build directory `out` with the lock an earlier run's build `name` computed, as a user's
+    rebuild in place has it (envrepro reuses it only when the digest of its inputs, on its first line, is
+    the one it computes now, else it locks again); keep this build's lock for the next run afterwards."""
+    cached = LOCKS / name / LOCK_FILE
+    if cached.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cached, out / LOCK_FILE)
+    yield
+    if (out / LOCK_FILE).is_file():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f".{LOCK_FILE}.{RUN_ID}")
+        shutil.copyfile(out / LOCK_FILE, partial)
+        partial.replace(cached)  # atomic: another session may read it at the same time
