@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -22,6 +23,13 @@ from envrepro.engine import DockerEngine
 from envrepro.errors import EnvreproError
 
 SUPPORT = Path(__file__).parent / "support"
+
+# Started in the background by a script (`cmd &`, nohup, some CI runners), a process inherits SIGINT
+# ignored, and Python then leaves it ignored: the Ctrl-C tests' envrepro would never see their SIGINT
+# (this is how they failed with exit 0 in a CI log). As on a terminal, SIGINT is Ctrl-C for the session
+# and the processes it starts (an exec resets a handled signal to its default).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 CASES = Path(__file__).parent / "cases"
 
 
