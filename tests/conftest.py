@@ -199,3 +199,14 @@ def _run_cli(argv: list[str]) -> CliResult:
     if built and done.returncode == 0 and _SESSION_IMAGES:
         _SESSION_IMAGES[0].built(argv[argv.index("--tag") + 1])  # removed at the end of the session
     return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The GPU image test (a 5.3 GB image; minutes even from the cache) runs apart, as its marker says:
+    only when the -m expression names gpu_image (`pytest -m gpu_image`; .ci/run: ENVREPRO_CI_GPU_IMAGE=1)."""
+    if "gpu_image" in (config.getoption("markexpr") or ""):
+        return
+    apart = [item for item in items if item.get_closest_marker("gpu_image")]
+    if apart:
+        config.hook.pytest_deselected(items=apart)
+        items[:] = [item for item in items if not item.get_closest_marker("gpu_image")]
