@@ -173,7 +173,10 @@ def plain_build(
     out = tmp_path_factory.mktemp(f"plain-build-{extra_engine.name}") / "build"
     argv = ["build", "--snapshot", str(plain_snapshot), "--base-image", BASE_IMAGE, "--out", str(out),
             "--tag", tag, "--pip-cert", "/etc/ssl/certs/ca-certificates.crt"]  # fmt: skip
-    return extra_engine.cli(argv, REQUESTS_CA_BUNDLE=UNRELATED_BUNDLE), tag
+    result = extra_engine.cli(argv, REQUESTS_CA_BUNDLE=UNRELATED_BUNDLE)
+    if result.returncode == 0:  # its layers stay in that engine for the next run
+        extra_engine.own.share_cache(tag, f"envrepro-test/remote-plain:{extra_engine.name}")
+    return result, tag
 
 
 def test_envrepro_build_of_a_small_snapshot_runs_on_the_engine(
