@@ -148,7 +148,7 @@ def _finish_tags(
 ) -> BuiltImage:
     """Add the user's --tag, then untag the `envrepro:<digest>` builds of the same snapshot this replaced."""
     if user_tag and user_tag not in image.tags:
-        engine.tag_image(image.tags[0], user_tag)
+        engine.tag_image(image.tags[0] if image.tags else image.image_id, user_tag)
         image = replace(image, tags=tuple(sorted({*image.tags, user_tag})))
     retire_replaced(engine, image, dict(target.labels)[PATH_LABEL])
     return image

@@ -105,8 +105,8 @@ class DockerEngine:
                 _close(messages)  # on Ctrl-C this drops the connection, which cancels the build
         except APIError as exc:
             raise EngineError(f"build {tag}", _short(exc)) from exc
-        stream.finish()
-        info = self.inspect_image(tag)
+        # By the ID this build made: another build on a shared engine may have taken `tag` meanwhile.
+        info = self.inspect_image(stream.finish())
         return BuiltImage(image_id=info.image_id, size_bytes=info.size_bytes, tags=info.tags)
 
     def cpu_count(self) -> int:

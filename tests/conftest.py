@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -15,12 +16,20 @@ sys.path.insert(0, str(Path(__file__).parent / "support"))
 
 import envs
 from engines import dind_engine, extra_engine, ssh_endpoint  # noqa: F401 - fixtures of the remote-engine tests
+from owned import OWN_CONTAINERS, RUN_ID, OwnImages, own_tag, reused_lock  # noqa: F401 - RUN_ID is set at import
 
 from envrepro.cli import main
 from envrepro.engine import DockerEngine
 from envrepro.errors import EnvreproError
 
 SUPPORT = Path(__file__).parent / "support"
+
+# Started in the background by a script (`cmd &`, nohup, some CI runners), a process inherits SIGINT
+# ignored, and Python then leaves it ignored: the Ctrl-C tests' envrepro would never see their SIGINT
+# (this is how they failed with exit 0 in a CI log). As on a terminal, SIGINT is Ctrl-C for the session
+# and the processes it starts (an exec resets a handled signal to its default).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 CASES = Path(__file__).parent / "cases"
 
 
@@ -95,34 +104,42 @@ def _require(variable: str, what: str, why: str) -> None:
     pytest.skip(message)
 
 
+_SESSION_IMAGES: list[OwnImages] = []  # this session's images on the machine's engine (at most one)
+
+
 @pytest.fixture(scope="session")
 def docker_engine() -> Iterator[DockerEngine]:
     """The real Docker engine (DOCKER_HOST respected), with the debootstrap test base image present.
 
-    Afterwards, images the tests superseded (untagged envrepro images) are pruned; the tagged ones stay, so
-    the next run rebuilds them in place from the engine's cache instead of filling the disk."""
+    The engine is shared with other runs: afterwards only the tags this session put on the images it
+    built go (and an image with none left); the fixed cache tags stay, so that the next run builds from
+    the engine's cache. Nothing is pruned engine-wide."""
     try:
         engine = DockerEngine()
     except EnvreproError as exc:
         _require("ENVREPRO_REQUIRE_DOCKER", "a Docker engine", str(exc))
     if not engine.image_exists(BASE_IMAGE):
         _require("ENVREPRO_REQUIRE_DOCKER", f"the base image {BASE_IMAGE}", "run `bash .ci/base-image.sh`")
-    before = _default_tags(engine)
-    yield engine
-    for tag in _default_tags(engine) - before:  # `envrepro:<digest>` tags the builds of this session added
-        engine.client.images.remove(tag, noprune=True)  # untag; the fixed test tags keep the layers
-    engine.client.images.prune(filters={"dangling": True, "label": "io.envrepro.snapshot.digest"})
+    own = OwnImages(engine)
+    _SESSION_IMAGES.append(own)
+    try:
+        yield engine
+    finally:
+        _SESSION_IMAGES.remove(own)
+        own.remove()
 
 
-def _default_tags(engine: DockerEngine) -> set[str]:
-    images = engine.client.images.list("envrepro")
-    return {tag for image in images for tag in image.tags if tag.startswith("envrepro:")}
+@pytest.fixture(scope="session")
+def own_images(docker_engine: DockerEngine) -> OwnImages:
+    """The images this session built on the machine's engine; removed at the end of the session."""
+    return _SESSION_IMAGES[0]
 
 
 # ---------------------------------------------------------------------------------------------------------
 # A real TF snapshot and its CPU image, shared by the build and parity tests (built once per session)
 
-CPU_TAG = "envrepro-test/tf221:cpu"
+CPU_CACHE_TAG = "envrepro-test/tf221:cpu"  # holds the layers for the next run; other runs retag it
+CPU_TAG = own_tag("envrepro-test/tf221", "cpu")  # what the tests use: this session's build, until its end
 # Planted into the forwarded pip configuration; must reach the builder stage only.
 PLANTED_TOKEN = "envrepro-planted-token-5b7e1c9d"
 PLANTED_CA_MARK = "# envrepro-planted-ca-marker-2f9a6e41"
@@ -166,8 +183,10 @@ def cpu_build(
 ) -> tuple[CliResult, Path]:
     """`envrepro build` of the TF snapshot's CPU image, as a user runs it; (its output, the build dir)."""
     out = tmp_path_factory.mktemp("build-cpu") / "build"
-    result = _run_cli(build_args(tf_snapshot, out, planted_cert, "--tag", CPU_TAG, "--target", "cpu"))
+    with reused_lock(out, "tf221-cpu"):  # pip-compile of TensorFlow's tree takes minutes; its lock is reused
+        result = _run_cli(build_args(tf_snapshot, out, planted_cert, "--tag", CPU_TAG, "--target", "cpu"))
     assert result.exit_code == 0, result.stderr
+    _SESSION_IMAGES[0].share_cache(CPU_TAG, CPU_CACHE_TAG)
     return result, out
 
 
@@ -176,4 +195,18 @@ def _run_cli(argv: list[str]) -> CliResult:
     done = subprocess.run(
         [sys.executable, "-m", "envrepro", *argv], capture_output=True, text=True, check=False
     )
+    built = argv[:1] == ["build"] and "--tag" in argv and "--render-only" not in argv
+    if built and done.returncode == 0 and _SESSION_IMAGES:
+        _SESSION_IMAGES[0].built(argv[argv.index("--tag") + 1])  # removed at the end of the session
     return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The GPU image test (a 5.3 GB image; minutes even from the cache) runs apart, as its marker says:
+    only when the -m expression names gpu_image (`pytest -m gpu_image`; .ci/run: ENVREPRO_CI_GPU_IMAGE=1)."""
+    if "gpu_image" in (config.getoption("markexpr") or ""):
+        return
+    apart = [item for item in items if item.get_closest_marker("gpu_image")]
+    if apart:
+        config.hook.pytest_deselected(items=apart)
+        items[:] = [item for item in items if not item.get_closest_marker("gpu_image")]

@@ -17,23 +17,29 @@ import pytest
 from conftest import (
     BASE_IMAGE,
     CPU_TAG,
+    OWN_CONTAINERS,
     PLANTED_CA_MARK,
     PLANTED_TOKEN,
+    RUN_ID,
     CliResult,
+    OwnImages,
     _run_cli,
     build_args,
+    own_tag,
+    reused_lock,
 )
 
 from envrepro import snapshot as snapshot_mod
 from envrepro.build import BuildRequest, build
 from envrepro.engine import DockerEngine
-from envrepro.engine_api import RUN_LABEL, BuildEvent
+from envrepro.engine_api import BuildEvent
 from envrepro.errors import EnvreproError
 from envrepro.runner import Limits, run_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
-GPU_TAG = "envrepro-test/tf221:gpu"
+GPU_CACHE_TAG = "envrepro-test/tf221:gpu"  # holds the layers for the next run; other runs retag it
+GPU_TAG = own_tag("envrepro-test/tf221", "gpu")  # this session's, removed at its end
 
 
 def freeze(engine: DockerEngine, image: str) -> dict[str, str]:
@@ -148,52 +154,52 @@ def test_build_with_a_pin_that_does_not_exist_fails_clearly_and_leaves_nothing(
             dist["version"] = "0.0.424242"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(raw), encoding="utf-8")
-    images_before = {tag for image in docker_engine.client.images.list() for tag in image.tags}
-    containers_before = len(docker_engine.client.containers.list(all=True))
-    out = tmp_path / "build"
-    result = _run_cli(build_args(bad, out, planted_cert, "--tag", "envrepro-test/bad:pin"))
+    out, tag = tmp_path / "build", own_tag("envrepro-test/bad", "pin")
+    result = _run_cli(build_args(bad, out, planted_cert, "--tag", tag))
     assert result.exit_code == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "0.0.424242" in errors[0], result.stderr
     assert "Traceback" not in result.stderr and PLANTED_TOKEN not in result.stderr
     assert not out.exists()
-    images_after = {tag for image in docker_engine.client.images.list() for tag in image.tags}
-    assert images_after == images_before
-    assert len(docker_engine.client.containers.list(all=True)) == containers_before
+    assert not docker_engine.image_exists(tag)
+    assert docker_engine.running_containers(OWN_CONTAINERS) == []  # what this session's envrepro started
 
 
 def test_failing_dockerfile_step_names_the_instruction_and_leaves_no_container(
     docker_engine: DockerEngine,
 ) -> None:
-    dockerfile = f"FROM {BASE_IMAGE}\nRUN echo preparing && echo 'the cause' >&2 && exit 3\n".encode()
+    marker = f"envrepro-failing-step-{RUN_ID}"  # finds this test's build step among other runs' containers
+    tag = own_tag("envrepro-test/failing", "step")
+    dockerfile = f"FROM {BASE_IMAGE}\nRUN echo {marker} && echo 'the cause' >&2 && exit 3\n".encode()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         info = tarfile.TarInfo("Dockerfile")
         info.size = len(dockerfile)
         archive.addfile(info, io.BytesIO(dockerfile))
-    before = len(docker_engine.client.containers.list(all=True))
     with pytest.raises(EnvreproError) as caught:
-        docker_engine.build(buffer.getvalue(), tag="envrepro-test/failing:step")
+        docker_engine.build(buffer.getvalue(), tag=tag)
     message = str(caught.value)
-    assert "RUN echo preparing" in message and "the cause" in message and "2/2" in message
-    assert len(docker_engine.client.containers.list(all=True)) == before
-    assert not docker_engine.image_exists("envrepro-test/failing:step")
+    assert f"RUN echo {marker}" in message and "the cause" in message and "2/2" in message
+    assert _marker_containers(docker_engine, marker) == []
+    assert not docker_engine.image_exists(tag)
 
 
 def test_parity_containers_never_outlive_the_run(docker_engine: DockerEngine) -> None:
-    assert docker_engine.running_containers(RUN_LABEL) == []
+    assert docker_engine.running_containers(OWN_CONTAINERS) == []
 
 
 @pytest.mark.gpu_image
 def test_gpu_variant_on_pip_cuda_wheels_builds_and_imports_tensorflow_on_a_cpu_machine(
-    docker_engine: DockerEngine, tf_snapshot: Path, planted_cert: Path, tmp_path: Path
+    docker_engine: DockerEngine, own_images: OwnImages, tf_snapshot: Path, planted_cert: Path, tmp_path: Path
 ) -> None:
     gpu_snapshot = tmp_path / "gpu.json"
     gpu_snapshot.write_text(
         json.dumps(as_gpu_snapshot(json.loads(tf_snapshot.read_text()))), encoding="utf-8"
     )
-    result = _run_cli(build_args(gpu_snapshot, tmp_path / "build", planted_cert, "--tag", GPU_TAG))
+    with reused_lock(tmp_path / "build", "tf221-gpu"):
+        result = _run_cli(build_args(gpu_snapshot, tmp_path / "build", planted_cert, "--tag", GPU_TAG))
     assert result.exit_code == 0, result.stderr
+    own_images.share_cache(GPU_TAG, GPU_CACHE_TAG)
     assert "target: gpu (gpu-wheels)" in result.stderr
     lock = (tmp_path / "build" / "requirements.lock.txt").read_text()
     assert "nvidia-cudnn-cu12==9.3.0.75" in lock and "--hash=sha256:" in lock
@@ -240,46 +246,46 @@ def as_gpu_snapshot(raw: dict[str, object]) -> dict[str, object]:
 INTERRUPTED_BUILD = """
 import io, sys, tarfile
 from envrepro.engine import DockerEngine
-dockerfile = b"FROM %s\\nRUN sleep 300 && echo envrepro-interrupt-marker\\n"
+dockerfile = b"FROM %s\\nRUN sleep 300 && echo %s\\n"
 buffer = io.BytesIO()
 with tarfile.open(fileobj=buffer, mode="w") as archive:
     info = tarfile.TarInfo("Dockerfile")
     info.size = len(dockerfile)
     archive.addfile(info, io.BytesIO(dockerfile))
 try:
-    DockerEngine().build(buffer.getvalue(), tag="envrepro-test/interrupted:build", no_cache=True)
+    DockerEngine().build(buffer.getvalue(), tag="%s", no_cache=True)
 except KeyboardInterrupt:
     sys.exit(130)
 """
 
 
-def _marker_containers(engine: DockerEngine) -> list[str]:
-    found = []
-    for container in engine.client.containers.list(all=True):
-        if "envrepro-interrupt-marker" in " ".join(container.attrs["Config"].get("Cmd") or []):
-            found.append(container.id)
-    return found
+def _marker_containers(engine: DockerEngine, marker: str) -> list[str]:
+    """The containers running a build step whose command carries `marker` (this session's own: build
+    steps carry no run-id label, so the marker holds the run id). One listing call: no race with removal."""
+    listed = engine.client.api.containers(all=True)
+    return [str(c["Id"]) for c in listed if marker in str(c.get("Command", ""))]
 
 
 def test_ctrl_c_stops_the_build_and_leaves_no_container(docker_engine: DockerEngine) -> None:
     import signal
     import time
 
-    script = INTERRUPTED_BUILD % BASE_IMAGE
+    marker, tag = f"envrepro-interrupt-marker-{RUN_ID}", own_tag("envrepro-test/interrupted", "build")
+    script = INTERRUPTED_BUILD % (BASE_IMAGE, marker, tag)
     process = subprocess.Popen([sys.executable, "-c", script])
     try:
         for _ in range(600):  # wait (not a time limit on the code under test) for the step to start
-            if _marker_containers(docker_engine):
+            if _marker_containers(docker_engine, marker):
                 break
             time.sleep(0.1)
-        assert _marker_containers(docker_engine), "the build step never started"
+        assert _marker_containers(docker_engine, marker), "the build step never started"
         process.send_signal(signal.SIGINT)
         assert process.wait() == 130
         for _ in range(300):  # the engine cancels the step and removes its container
-            if not _marker_containers(docker_engine):
+            if not _marker_containers(docker_engine, marker):
                 break
             time.sleep(0.1)
-        assert _marker_containers(docker_engine) == []
-        assert not docker_engine.image_exists("envrepro-test/interrupted:build")
+        assert _marker_containers(docker_engine, marker) == []
+        assert not docker_engine.image_exists(tag)
     finally:
         process.kill()

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import certifi
 import pytest
-from conftest import _run_cli, build_args
+from conftest import OWN_CONTAINERS, _run_cli, build_args, own_tag, reused_lock
 from engines import BASE_IMAGE, ExtraEngine, SshEndpoint
 
 from envrepro import snapshot as snapshot_mod
 from envrepro.engine import DockerEngine
-from envrepro.engine_api import RUN_LABEL, BuildEvent
+from envrepro.engine_api import BuildEvent
 from envrepro.errors import BuildFailedError, EngineUnavailableError
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
@@ -129,7 +129,7 @@ def test_an_ssh_endpoint_with_an_unknown_host_key_is_refused(
 
 def test_build_inspect_and_remove_through_docker_engine(extra_engine: ExtraEngine) -> None:
     engine = extra_engine.engine
-    tag = f"envrepro-test/remote-tiny:{extra_engine.name}"
+    tag = own_tag("envrepro-test/remote-tiny", extra_engine.name)
     dockerfile = f"FROM {BASE_IMAGE}\nLABEL io.envrepro.test=remote\nRUN echo built > /built.txt\n"
     events: list[BuildEvent] = []
     built = engine.build(context_tar(dockerfile), tag=tag, on_event=events.append, no_cache=True)
@@ -146,7 +146,7 @@ def test_build_inspect_and_remove_through_docker_engine(extra_engine: ExtraEngin
 
 def test_failing_build_step_is_named(extra_engine: ExtraEngine) -> None:
     dockerfile = f"FROM {BASE_IMAGE}\nRUN echo about to fail && exit 3\n"
-    tag = f"envrepro-test/remote-fails:{extra_engine.name}"
+    tag = own_tag("envrepro-test/remote-fails", extra_engine.name)
     with pytest.raises(BuildFailedError) as caught:
         extra_engine.engine.build(context_tar(dockerfile), tag=tag)
     assert caught.value.instruction == "RUN echo about to fail && exit 3"
@@ -169,11 +169,14 @@ def plain_snapshot(plain_python: Path, tmp_path_factory: pytest.TempPathFactory)
 def plain_build(
     extra_engine: ExtraEngine, plain_snapshot: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[subprocess.CompletedProcess[str], str]:
-    tag = f"envrepro-test/remote-plain:{extra_engine.name}"
+    tag = own_tag("envrepro-test/remote-plain", extra_engine.name)
     out = tmp_path_factory.mktemp(f"plain-build-{extra_engine.name}") / "build"
     argv = ["build", "--snapshot", str(plain_snapshot), "--base-image", BASE_IMAGE, "--out", str(out),
             "--tag", tag, "--pip-cert", "/etc/ssl/certs/ca-certificates.crt"]  # fmt: skip
-    return extra_engine.cli(argv, REQUESTS_CA_BUNDLE=UNRELATED_BUNDLE), tag
+    result = extra_engine.cli(argv, REQUESTS_CA_BUNDLE=UNRELATED_BUNDLE)
+    if result.returncode == 0:  # its layers stay in that engine for the next run
+        extra_engine.own.share_cache(tag, f"envrepro-test/remote-plain:{extra_engine.name}")
+    return result, tag
 
 
 def test_envrepro_build_of_a_small_snapshot_runs_on_the_engine(
@@ -204,10 +207,14 @@ def test_diff_of_the_built_image_against_its_snapshot_has_nothing_that_breaks_re
 def tf_build(
     extra_engine: ExtraEngine, tf_snapshot: Path, planted_cert: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> str:
-    tag = f"envrepro-test/tf221-remote:{extra_engine.name}"
+    """The TF image, built once per session in each engine; its layers stay in that engine for the next run
+    (the cache tag), while the tests use this session's own tag."""
+    tag = own_tag("envrepro-test/tf221-remote", extra_engine.name)
     out = tmp_path_factory.mktemp(f"tf-build-{extra_engine.name}") / "build"
-    result = extra_engine.cli(build_args(tf_snapshot, out, planted_cert, "--tag", tag, "--target", "cpu"))
+    with reused_lock(out, "tf221-cpu"):  # the lock is the host's work: the same as the local CPU build's
+        result = extra_engine.cli(build_args(tf_snapshot, out, planted_cert, "--tag", tag, "--target", "cpu"))
     assert result.returncode == 0, result.stderr
+    extra_engine.own.share_cache(tag, f"envrepro-test/tf221-remote:{extra_engine.name}")
     return tag
 
 
@@ -246,7 +253,7 @@ def test_parity_timeout_removes_the_container_on_the_engine(
     data = parity(extra_engine, tf_snapshot, model, tf_build, tmp_path / "parity.json", "--timeout", "1")
     assert data["exit_code"] == 2
     assert "within 1 s" in str(data["stderr"])
-    assert extra_engine.engine.running_containers(RUN_LABEL) == []
+    assert extra_engine.engine.running_containers(OWN_CONTAINERS) == []
 
 
 def test_ctrl_c_during_parity_removes_the_container_on_the_engine(
@@ -258,14 +265,14 @@ def test_ctrl_c_during_parity_removes_the_container_on_the_engine(
     engine = extra_engine.engine
     try:
         for _ in range(600):  # wait for the container to exist (not a time limit on the code under test)
-            if engine.running_containers(RUN_LABEL) or process.poll() is not None:
+            if engine.running_containers(OWN_CONTAINERS) or process.poll() is not None:
                 break
             time.sleep(0.1)
-        assert engine.running_containers(RUN_LABEL), "the parity container never started"
+        assert engine.running_containers(OWN_CONTAINERS), "the parity container never started"
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate()
         assert process.returncode == 130, stderr
         assert "Traceback" not in stderr
-        assert engine.running_containers(RUN_LABEL) == []
+        assert engine.running_containers(OWN_CONTAINERS) == []
     finally:
         process.kill()

@@ -328,17 +328,23 @@ class OwnImages:
 def test_rebuilding_a_changed_snapshot_file_leaves_one_envrepro_tag_and_clean_removes_the_rest(
     docker_engine, plain_python: Path, planted_cert: Path, tmp_path: Path
 ) -> None:
-    from conftest import _run_cli, build_args
+    from conftest import RUN_ID, _run_cli, build_args, own_tag
 
-    snap, out, user_tag = tmp_path / "envrepro.lock.json", tmp_path / "build", "envrepro-test/rerun:latest"
+    snap, out, user_tag = tmp_path / "envrepro.lock.json", tmp_path / "build", own_tag("envrepro-test/rerun")
     assert _run_cli(["snapshot", "--python", str(plain_python), "-o", str(snap)]).exit_code == 0
+    # Other runs on this engine snapshot the same environment: a hash seed of this session's own makes the
+    # snapshot digests, and so the images and builder stages this test lists and cleans, its own.
+    seed = int(RUN_ID.rpartition("-")[2], 16) % 4_000_000_000
+    raw = json.loads(snap.read_text(encoding="utf-8"))
+    raw["environment"]["env"]["PYTHONHASHSEED"] = str(seed)
+    snap.write_text(json.dumps(raw), encoding="utf-8")
     first = snapshot.load(snap).digest()
     own = OwnImages(docker_engine, {first})
     try:
         built = _run_cli(build_args(snap, out, planted_cert, "--tag", user_tag))
         assert built.exit_code == 0, built.stderr
         raw = json.loads(snap.read_text(encoding="utf-8"))
-        raw["environment"]["env"]["PYTHONHASHSEED"] = "0"  # retrained: the same file, another snapshot
+        raw["environment"]["env"]["PYTHONHASHSEED"] = str(seed + 1)  # retrained: same file, new digest
         snap.write_text(json.dumps(raw), encoding="utf-8")
         second = snapshot.load(snap).digest()
         own.digests.add(second)

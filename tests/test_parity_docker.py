@@ -14,15 +14,14 @@ from pathlib import Path
 import jsonschema
 import pytest
 import xmlschema
-from conftest import CPU_TAG, CliResult, _run_cli, build_args
+from conftest import CPU_TAG, OWN_CONTAINERS, CliResult, _run_cli, build_args, own_tag, reused_lock
 
 from envrepro.engine import DockerEngine
-from envrepro.engine_api import RUN_LABEL
 from envrepro.parity_model import ParityReport
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
-ONEDNN_OFF_TAG = "envrepro-test/tf221:onednn-off"
+ONEDNN_OFF_TAG = own_tag("envrepro-test/tf221", "onednn-off")  # this session's; removed at its end
 JUNIT_XSD = Path(__file__).parent / "schemas" / "junit.xsd"
 
 
@@ -92,9 +91,10 @@ def onednn_off_image(cpu_build: object, tf_snapshot: Path, planted_cert: Path, d
     folder = tmp_path_factory.mktemp("onednn-off")
     edited = folder / "envrepro.lock.json"
     edited.write_text(json.dumps(raw), encoding="utf-8")
-    result = _run_cli(
-        build_args(edited, folder / "build", planted_cert, "--tag", ONEDNN_OFF_TAG, "--target", "cpu")
-    )
+    with reused_lock(folder / "build", "tf221-onednn-off"):
+        result = _run_cli(
+            build_args(edited, folder / "build", planted_cert, "--tag", ONEDNN_OFF_TAG, "--target", "cpu")
+        )
     assert result.exit_code == 0, result.stderr
     yield ONEDNN_OFF_TAG
     docker_engine.remove_image(ONEDNN_OFF_TAG)
@@ -214,7 +214,7 @@ def test_timeout_stops_and_removes_the_container(
     result, _ = parity(tf_snapshot, tf_models / "cnn.keras", tmp_path, "--timeout", "1")
     assert result.exit_code == 2
     assert "within 1 s" in one_error(result)
-    assert docker_engine.running_containers(RUN_LABEL) == []
+    assert docker_engine.running_containers(OWN_CONTAINERS) == []
 
 
 def test_ctrl_c_during_parity_removes_the_container(
@@ -232,16 +232,16 @@ def test_ctrl_c_during_parity_removes_the_container(
     process = subprocess.Popen([sys.executable, "-m", "envrepro", *argv], stderr=subprocess.PIPE, text=True)
     try:
         for _ in range(600):  # wait for the container to exist (not a time limit on the code under test)
-            if docker_engine.running_containers(RUN_LABEL):
+            if docker_engine.running_containers(OWN_CONTAINERS):
                 break
             time.sleep(0.1)
-        assert docker_engine.running_containers(RUN_LABEL), "the parity container never started"
+        assert docker_engine.running_containers(OWN_CONTAINERS), "the parity container never started"
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate()
         assert process.returncode == 130
         assert "interrupted" in stderr
         assert "Traceback" not in stderr
-        assert docker_engine.running_containers(RUN_LABEL) == []
+        assert docker_engine.running_containers(OWN_CONTAINERS) == []
     finally:
         process.kill()
 
@@ -301,7 +301,7 @@ def test_hostile_files_written_by_model_code_are_refused_and_never_followed(
     assert line.startswith("error: the probe's output is not valid: "), line
     assert reason in line
     assert "root:x:0:0" not in result.stderr + result.stdout
-    assert docker_engine.running_containers(RUN_LABEL) == []
+    assert docker_engine.running_containers(OWN_CONTAINERS) == []
 
 
 def test_a_model_killed_by_the_memory_limit_names_the_limit_and_the_flag(
@@ -312,7 +312,7 @@ def test_a_model_killed_by_the_memory_limit_names_the_limit_and_the_flag(
     assert "ran out of memory" in one_error(result)
     assert "64 MiB limit" in result.stderr
     assert "--memory" in result.stderr
-    assert docker_engine.running_containers(RUN_LABEL) == []
+    assert docker_engine.running_containers(OWN_CONTAINERS) == []
 
 
 def test_the_container_has_the_cpu_limit_asked_for(

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import BASE_IMAGE, CPU_TAG
+from conftest import BASE_IMAGE, CPU_TAG, RUN_ID, own_tag
 
 from envrepro.engine import DockerEngine
 from envrepro.engine_api import RUN_ID_LABEL
@@ -46,7 +46,7 @@ def test_a_signal_during_parity_removes_the_container_and_the_temporary_director
     signum: int,
     code: int,
 ) -> None:
-    run_id = f"test-signals-{uuid.uuid4().hex}"
+    run_id = f"{RUN_ID}-signals-{uuid.uuid4().hex[:8]}"  # this session's, and this test's alone
     own = f"{RUN_ID_LABEL}={run_id}"
     temp = tmp_path / "tmp"
     temp.mkdir()
@@ -108,8 +108,8 @@ def step_containers(engine: DockerEngine, marker: str) -> list[str]:
 def test_a_signal_during_a_build_step_stops_it_and_leaves_no_container(
     docker_engine: DockerEngine, signum: int, code: int
 ) -> None:
-    marker = f"envrepro-signal-marker-{uuid.uuid4().hex}"
-    tag = f"envrepro-test/signalled:{signal.Signals(signum).name.lower()}"
+    marker = f"envrepro-signal-marker-{RUN_ID}-{uuid.uuid4().hex[:8]}"
+    tag = own_tag("envrepro-test/signalled", signal.Signals(signum).name.lower())
     process = subprocess.Popen(
         [sys.executable, "-c", SIGNALLED_BUILD % (BASE_IMAGE, marker, tag)], stderr=subprocess.PIPE, text=True
     )

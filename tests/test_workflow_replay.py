@@ -12,6 +12,10 @@ condition or an output of the workflow changes what this test runs.
 Two deviations from a hosted runner: the image is built on the local debootstrap base, passed through
 the workflow's own `base-image` input (no registry is reachable here), and envrepro is installed from
 this checkout (`envrepro-spec` = the repository's path) instead of the release the example names.
+
+The engine is shared with other runs, which replay the same workflow: the base goes in under this
+session's own tag, so the build id, and with it the `envrepro:ci-<build id>` tag, is this session's alone;
+only the images this replay built lose their tags afterwards (a cache tag keeps the layers for the next).
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from typing import Any
 import gha
 import jsonschema
 import pytest
-from conftest import BASE_IMAGE
+from conftest import BASE_IMAGE, own_tag
+from owned import OwnImages
 
 from envrepro.engine import DockerEngine
 from envrepro.parity_model import ParityReport
@@ -43,6 +48,7 @@ REUSABLE = ROOT / ".github" / "workflows" / "parity.yml"
 EXAMPLE = ROOT / "examples" / "tiny-model"
 CALLER = EXAMPLE / ".github" / "workflows" / "parity.yml"
 CI_TAG_PREFIX = "envrepro:ci-"  # the tags the workflow's build job gives its images
+CI_CACHE_TAG = "envrepro-test/workflow-replay:cache"  # keeps the replay's layers for the next run
 
 
 def _unavailable(reason: str) -> None:
@@ -80,24 +86,13 @@ def docker(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
 
 
-def remove_ci_images() -> None:
-    """Remove the images the workflow's build job tagged (with `envrepro build`'s own `envrepro:<digest>`
-    tag of the same image): a leftover would let the next replay skip the build, and each is 1.8 GB."""
-    listed = docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "envrepro")
-    for ci_tag in (tag for tag in listed.stdout.split() if tag.startswith(CI_TAG_PREFIX)):
-        tags = docker("image", "inspect", "--format", "{{json .RepoTags}}", ci_tag).stdout.strip()
-        for tag in json.loads(tags or "[]"):
-            if tag.startswith("envrepro:"):
-                docker("image", "rm", tag)
-
-
 # --- the runner's surroundings: a workflow run's cache and artifacts, the actions' stand-ins ---------
 
 
 class Replay:
     """One workflow run: the called workflow with the example's inputs, and what its actions did."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, base_image: str) -> None:
         documents = parse_workflows(REUSABLE, CALLER)
         self.workflow = documents[REUSABLE]
         (call,) = [
@@ -108,7 +103,7 @@ class Replay:
         self.caller_with: dict[str, Any] = dict(call.get("with") or {})
         given = self.caller_with | {
             "envrepro-spec": str(ROOT),  # this checkout, not the release the example names
-            "base-image": BASE_IMAGE,  # no registry here: the local debootstrap base
+            "base-image": base_image,  # no registry here: the local debootstrap base, under our own tag
             # A TLS-inspecting proxy's CA, when this machine needs one (the input exists for that).
             "pip-cert": os.environ.get("PIP_CERT", ""),
         }
@@ -197,10 +192,22 @@ class Replay:
 
 
 @pytest.fixture(scope="module")
-def replay(tmp_path_factory: pytest.TempPathFactory) -> Replay:
+def replay_base(docker_engine: DockerEngine) -> Iterator[str]:
+    """The debootstrap base under this session's own tag: the workflow's build id (and so its image tag)
+    depends on the base-image input, so another run's replay never builds, finds or removes ours."""
+    tag = own_tag("envrepro-test/python", "3.11-bookworm")
+    docker_engine.tag_image(BASE_IMAGE, tag)
+    try:
+        yield tag
+    finally:
+        docker_engine.delete_image(tag)  # untags: BASE_IMAGE still names the image
+
+
+@pytest.fixture(scope="module")
+def replay(replay_base: str, tmp_path_factory: pytest.TempPathFactory) -> Replay:
     if shutil.which("docker") is None:
         _unavailable("the docker client is not installed: the workflow's scripts call it")
-    return Replay(tmp_path_factory.mktemp("workflow-run"))
+    return Replay(tmp_path_factory.mktemp("workflow-run"), replay_base)
 
 
 @pytest.fixture(scope="module")
@@ -212,12 +219,15 @@ def plan_job(replay: Replay) -> gha.JobRun:
 
 @pytest.fixture(scope="module")
 def build_job(replay: Replay, plan_job: gha.JobRun, docker_engine: DockerEngine) -> Iterator[gha.JobRun]:
-    remove_ci_images()
+    own = OwnImages(docker_engine)
     job = replay.run_job("build", "build", needs={"plan": plan_job})
     try:
+        if job.outputs.get("tag") and docker_engine.image_exists(job.outputs["tag"]):
+            own.built(job.outputs["tag"])
+            own.share_cache(job.outputs["tag"], CI_CACHE_TAG)
         yield job
     finally:
-        remove_ci_images()  # about 1.8 GB; the next replay builds it again
+        own.remove()  # its `envrepro:ci-` and `envrepro:<digest>` tags; the cache tag keeps the layers
 
 
 def matrix_entries(plan_job: gha.JobRun) -> list[dict[str, str]]:
@@ -297,7 +307,7 @@ def test_build_job_builds_the_pinned_image_on_the_given_base(replay: Replay, bui
     target = replay.inputs["target"]
     built = replay.artifacts / f"{replay.inputs['artifact-prefix']}-{target}-build"
     assert sorted(p.name for p in built.iterdir()) == ["Dockerfile", "requirements.lock.txt"]
-    assert f"FROM {BASE_IMAGE}" in (built / "Dockerfile").read_text(encoding="utf-8")
+    assert f"FROM {replay.inputs['base-image']}" in (built / "Dockerfile").read_text(encoding="utf-8")
     assert "--hash=sha256:" in (built / "requirements.lock.txt").read_text(encoding="utf-8")
     # Both the lock and the image went to the cache under the keys the later jobs use; the exported
     # image was then removed from the workspace.

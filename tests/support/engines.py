@@ -18,10 +18,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from owned import OwnImages
 
 from envrepro.engine import DockerEngine
 from envrepro.errors import EnvreproError
@@ -40,6 +41,10 @@ class ExtraEngine:
     name: str
     env: Mapping[str, str]  # DOCKER_* variables only
     engine: DockerEngine
+    own: OwnImages = field(init=False)  # the images this session built there
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "own", OwnImages(self.engine))
 
     def process_env(self, **extra: str) -> dict[str, str]:
         """os.environ with this engine's DOCKER_* variables instead of the machine's, plus `extra`."""
@@ -47,14 +52,18 @@ class ExtraEngine:
         return {**base, **self.env, **extra}
 
     def cli(self, argv: list[str], **extra: str) -> subprocess.CompletedProcess[str]:
-        """`envrepro ARGS` as a separate process pointed at this engine."""
-        return subprocess.run(
+        """`envrepro ARGS` as a separate process pointed at this engine; a build's image is recorded as
+        this session's (removed at its end)."""
+        done = subprocess.run(
             [sys.executable, "-m", "envrepro", *argv],
             capture_output=True,
             text=True,
             check=False,
             env=self.process_env(**extra),
         )
+        if argv[:1] == ["build"] and "--tag" in argv and done.returncode == 0:
+            self.own.built(argv[argv.index("--tag") + 1])
+        return done
 
 
 def engine_env(name: str) -> dict[str, str]:
@@ -90,24 +99,20 @@ def reach(name: str) -> ExtraEngine:
 
 @pytest.fixture(scope="session", params=EXTRA_ENGINES)
 def extra_engine(request: pytest.FixtureRequest) -> Iterator[ExtraEngine]:
-    """Each extra engine in turn (dind over TLS, podman); `envrepro:<digest>` tags its builds added are
-    removed afterwards, the fixed test tags stay so that the next run rebuilds them from the cache."""
+    """Each extra engine in turn (dind over TLS, podman), shared with other runs like the machine's own:
+    afterwards the tags this session put on its images there go; the fixed cache tags stay, so that the
+    next run builds from that engine's cache."""
     engine = reach(str(request.param))
-    before = _default_tags(engine.engine)
-    yield engine
-    for tag in _default_tags(engine.engine) - before:
-        engine.engine.client.images.remove(tag, noprune=True)
+    try:
+        yield engine
+    finally:
+        engine.own.remove()
 
 
 @pytest.fixture(scope="session")
 def dind_engine() -> ExtraEngine:
     """The docker-in-docker engine alone (the TLS and docker-context tests)."""
     return reach("dind")
-
-
-def _default_tags(engine: DockerEngine) -> set[str]:
-    tags = {tag for image in engine.client.images.list() for tag in image.tags}
-    return {tag for tag in tags if tag.rpartition("/")[2].startswith("envrepro:")}
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1,0 +1,78 @@
+"""The engine is shared with other runs: what a test session cleans up is only what it made.
+
+tests/support/owned.py gives the session its run id and its own tags; these tests check its teardown on
+the real engine with a tiny image, and that a tag another run put on an image is left alone.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import uuid
+
+import pytest
+from conftest import BASE_IMAGE, RUN_ID, OwnImages, own_tag
+
+from envrepro.engine import DockerEngine
+
+
+def context(label: str) -> bytes:
+    dockerfile = f"FROM {BASE_IMAGE}\nLABEL io.envrepro.test.owned={label}\n".encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        archive.addfile(info, io.BytesIO(dockerfile))
+    return buffer.getvalue()
+
+
+def test_every_process_the_tests_start_inherits_the_sessions_own_run_id() -> None:
+    assert RUN_ID.startswith("pytest-") and len(RUN_ID) > len("pytest-")
+    assert os.environ["ENVREPRO_RUN_ID"] == RUN_ID
+    assert own_tag("envrepro-test/x", "cpu") == f"envrepro-test/x:{RUN_ID}-cpu"
+
+
+@pytest.mark.integration
+@pytest.mark.docker
+def test_teardown_removes_this_sessions_tags_and_leaves_another_runs_tag_and_image(
+    docker_engine: DockerEngine,
+) -> None:
+    ours, default = own_tag("envrepro-test/owned", "a"), f"envrepro:owned{uuid.uuid4().hex[:8]}"
+    theirs = f"envrepro-test/owned:other-run-{uuid.uuid4().hex[:8]}"  # as another session would tag it
+    built = docker_engine.build(context(uuid.uuid4().hex), tag=ours)
+    try:
+        docker_engine.tag_image(ours, default)
+        docker_engine.tag_image(ours, theirs)
+        own = OwnImages(docker_engine)
+        assert own.built(ours) == built.image_id
+        own.remove()
+        assert docker_engine.inspect_image(built.image_id).tags == (theirs,)
+    finally:
+        for tag in (ours, default, theirs):
+            docker_engine.delete_image(tag)
+    assert not docker_engine.image_exists(built.image_id)
+
+
+@pytest.mark.integration
+@pytest.mark.docker
+def test_a_cache_tag_keeps_the_newest_build_and_the_one_it_replaced_goes_with_its_own_tags(
+    docker_engine: DockerEngine,
+) -> None:
+    cache = f"envrepro-test/owned-cache:{uuid.uuid4().hex[:8]}"  # a fixed tag in real use; unique here
+    first_tag, second_tag = own_tag("envrepro-test/owned", "first"), own_tag("envrepro-test/owned", "second")
+    own = OwnImages(docker_engine)
+    try:
+        first = docker_engine.build(context(uuid.uuid4().hex), tag=first_tag)
+        own.built(first_tag)
+        own.share_cache(first_tag, cache)
+        second = docker_engine.build(context(uuid.uuid4().hex), tag=second_tag)
+        own.built(second_tag)
+        own.share_cache(second_tag, cache)
+        assert docker_engine.image_exists(first.image_id)  # still tagged first_tag: in use
+        own.remove()
+        assert not docker_engine.image_exists(first.image_id)
+        assert docker_engine.inspect_image(second.image_id).tags == (cache,)
+    finally:
+        for tag in (first_tag, second_tag, cache):
+            docker_engine.delete_image(tag)
