@@ -201,12 +201,17 @@ def _run_cli(argv: list[str]) -> CliResult:
     return CliResult(done.returncode, done.stdout, done.stderr)
 
 
+APART = ("gpu_image", "bisect_builds")  # markers whose tests run only when -m names them
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The GPU image test (a 5.3 GB image; minutes even from the cache) runs apart, as its marker says:
-    only when the -m expression names gpu_image (`pytest -m gpu_image`; .ci/run: ENVREPRO_CI_GPU_IMAGE=1)."""
-    if "gpu_image" in (config.getoption("markexpr") or ""):
-        return
-    apart = [item for item in items if item.get_closest_marker("gpu_image")]
+    """Tests that take many minutes even from the cache run apart, as their marker says, only when the -m
+    expression names it: the GPU image (a 5.3 GB image; .ci/run runs `pytest -m gpu_image` after the
+    suite) and bisect's searches that build derived TensorFlow images (`pytest -m bisect_builds`;
+    .ci/run: ENVREPRO_CI_BISECT_BUILDS=1)."""
+    named = config.getoption("markexpr") or ""
+    markers = [marker for marker in APART if marker not in named]
+    apart = [item for item in items if any(item.get_closest_marker(m) for m in markers)]
     if apart:
         config.hook.pytest_deselected(items=apart)
-        items[:] = [item for item in items if not item.get_closest_marker("gpu_image")]
+        items[:] = [item for item in items if item not in apart]

@@ -77,6 +77,7 @@ def tf215_snapshot(tf215_python: Path, tf215_models: Path, tmp_path_factory: pyt
     return out
 
 
+@pytest.mark.bisect_builds
 def test_a_tf215_model_in_the_tf221_image_is_explained_by_the_tensorflow_group(
     cpu_build: object, tf215_snapshot: Path, tf215_models: Path, tmp_path: Path
 ) -> None:
@@ -109,6 +110,7 @@ def tf215_onednn_off_snapshot(
     return out
 
 
+@pytest.mark.bisect_builds
 def test_a_variable_and_the_tensorflow_group_at_once_are_both_in_the_minimal_cause(
     cpu_build: object, tf215_onednn_off_snapshot: Path, tf215_models: Path, tmp_path: Path
 ) -> None:
