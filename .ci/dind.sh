@@ -64,6 +64,8 @@ for mnt in /sys/fs/cgroup /sys/fs/cgroup/*; do
     mount -o remount,rw "$mnt" 2>/dev/null || mount -o remount,bind,rw "$mnt"
 done
 mount --make-rshared /
+# A container that was stopped hard keeps the pid files of its last dockerd and containerd.
+rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
 exec dockerd --host=tcp://0.0.0.0:2376 --tlsverify --tlscacert=/certs/ca.pem \
     --tlscert=/certs/server-cert.pem --tlskey=/certs/server-key.pem \
     --data-root=/var/lib/docker --storage-driver=overlay2 "$@"
@@ -87,9 +89,8 @@ start() {
         docker rm -f "$name" >/dev/null 2>&1 || true  # absent, or made from an older image: start afresh
     elif [ "$(docker inspect -f '{{.State.Running}}' "$name")" = "true" ]; then
         return 0
-    else
-        docker start "$name" >/dev/null
-        return 0
+    else  # stopped (an engine restart, a reboot): its layer keeps a stale docker.pid, so start afresh
+        docker rm -f "$name" >/dev/null
     fi
     docker run -d --name "$name" --label io.envrepro.ci=dind \
         --cap-add ALL --cap-drop SYS_RESOURCE \

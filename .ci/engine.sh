@@ -13,6 +13,8 @@ if ! command -v dockerd >/dev/null 2>&1; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends docker.io iptables >/dev/null
 fi
+# A dockerd that was killed hard leaves its pid file; dockerd refuses to start when that pid is alive again.
+pgrep -x dockerd >/dev/null || rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
 # Started detached (setsid) so it outlives this script; its log stays for post-mortems.
 setsid dockerd --storage-driver=overlay2 >"$log" 2>&1 < /dev/null &
 for _ in $(seq 1 60); do

@@ -16,8 +16,13 @@ host="unix://$sock"
 export CONTAINERS_CONF="$dir/containers.conf"
 pod() { podman --root "$dir/root" --runroot "$dir/runroot" --cgroup-manager=cgroupfs "$@"; }
 
+ours() {  # the recorded pid is alive and still our podman service (after a hard kill it may be reused)
+    [ -s "$dir/service.pid" ] && grep -qa 'system' "/proc/$(cat "$dir/service.pid")/cmdline" 2>/dev/null \
+        && grep -qa 'podman' "/proc/$(cat "$dir/service.pid")/cmdline" 2>/dev/null
+}
+
 stop_service() {
-    if [ -s "$dir/service.pid" ] && kill -0 "$(cat "$dir/service.pid")" 2>/dev/null; then
+    if ours; then
         kill "$(cat "$dir/service.pid")"
         for _ in $(seq 1 20); do kill -0 "$(cat "$dir/service.pid")" 2>/dev/null || break; sleep 0.5; done
     fi
