@@ -90,7 +90,12 @@ def reused_lock(out: Path, name: str) -> Iterator[None]:
         shutil.copyfile(cached, out / LOCK_FILE)
     yield
     if (out / LOCK_FILE).is_file():
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f".{LOCK_FILE}.{RUN_ID}")
-        shutil.copyfile(out / LOCK_FILE, partial)
-        partial.replace(cached)  # atomic: another session may read it at the same time
+        keep_lock(cached, (out / LOCK_FILE).read_text(encoding="utf-8"))
+
+
+def keep_lock(cached: Path, text: str) -> None:
+    """Keep a build's lock for the next run, atomically: another session may read it at the same time."""
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_name(f".{LOCK_FILE}.{RUN_ID}")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(cached)
