@@ -139,6 +139,7 @@ class Platform(click.ParamType[str]):
         text = str(value)
         if text not in PLATFORM_ARCH:
             raise OptionValueError(
-                _flag(param), text, "a platform envrepro builds for: " + " or ".join(PLATFORM_ARCH)
-            )
+                _flag(param), text, "a platform envrepro builds for: " + " or ".join(PLATFORM_ARCH),
+                hint="linux/amd64 for x86_64 machines, linux/arm64 for aarch64 ones (and Apple Silicon)",
+            )  # fmt: skip
         return text
