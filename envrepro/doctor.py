@@ -35,9 +35,8 @@ INDEX_TIMEOUT_S = 5.0
 MIN_FREE_BYTES = 4 * 10**9
 COMFORTABLE_FREE_BYTES = 12 * 10**9
 GOOD_DRIVERS = frozenset({"overlay2", "overlay", "overlayfs", "fuse-overlayfs", "btrfs", "zfs"})
-IMAGE_ARCHES = frozenset(
-    {"x86_64", "amd64", "aarch64", "arm64"}
-)  # resolve builds linux/amd64 and linux/arm64
+# engine architectures that run the images resolve builds (linux/amd64, linux/arm64) natively
+IMAGE_ARCHES = frozenset({"x86_64", "amd64", "aarch64", "arm64"})
 
 
 @dataclass(frozen=True)
