@@ -205,7 +205,8 @@ def check_engine_platform(engine: ContainerEngine, image: str, platform: str) ->
             engine, image, MACHINE_COMMAND, (), limits=runner.Limits(timeout_s=120), how=how
         )
     except EngineError as exc:
-        raise PlatformUnavailableError(platform, arch, image, exc.reason) from exc
+        detail = f"no {platform} container of it could be created ({exc.reason})"
+        raise PlatformUnavailableError(platform, arch, image, detail) from exc
     last = result.logs.strip().splitlines()[-1] if result.logs.strip() else "no output"
     if result.exit_code != 0:
         raise PlatformUnavailableError(platform, arch, image, f"`uname -m` exited {result.exit_code}: {last}")

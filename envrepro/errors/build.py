@@ -80,7 +80,8 @@ class PlatformUnavailableError(EnvreproError):
         super().__init__(
             f"the engine ({engine_arch}) cannot run {platform} containers of {image}, so it cannot "
             f"build a {platform} image: {detail}",
-            hint=emulation_hint(platform) + "; `--render-only` writes the build directory without it",
+            hint=emulation_hint(platform) + f"; the base needs a {platform} variant the engine has or can "
+            "pull (python:*-slim images have one); `--render-only` writes the build directory without it",
         )
         self.platform = platform
         self.engine_arch = engine_arch
