@@ -73,7 +73,7 @@ def build(
     target = _resolve_target(request, snap, live, report)
     with _cleanup_if_new(request.out_dir):
         report(StageEvent("lock", f"pinning {len(snap.environment.distributions)} distributions"))
-        lock = _lock(request, target, secrets, lambda: live or engine())
+        lock = _lock(request, target, secrets, lambda: live or _checked(engine(), target))
         report(StageEvent("render", f"Dockerfile for {len(lock.requirements)} pins on {target.base_image}"))
         rendered = render(target, lock)
         report(StageEvent("context", f"writing {request.out_dir}"))
@@ -97,6 +97,13 @@ def build(
 
 def _ignore(_event: ProgressEvent) -> None:
     return None
+
+
+def _checked(engine: ContainerEngine, target: Target) -> ContainerEngine:
+    """The engine --render-only asks for the lock container, once it is known to run the target's platform
+    (an engine that runs another platform's image silently, as Podman does, would lock for the wrong one)."""
+    check_engine_platform(engine, target.base_image, target.platform)
+    return engine
 
 
 def _resolve_target(

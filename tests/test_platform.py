@@ -133,7 +133,7 @@ def dockerfile(out: Path) -> str:
 
 
 def test_render_only_writes_an_arm64_dockerfile_and_locks_for_arm64(tmp_path: Path) -> None:
-    engine = FakeEngine(handlers={BASE: PipCompileInContainer()})  # an x86_64 engine
+    engine = FakeEngine(handlers={BASE: uname_then_pip_compile("aarch64")})  # x86_64, with QEMU
     out = tmp_path / "build"
     result = run_build(engine, out, render_only=True)
 
@@ -142,14 +142,27 @@ def test_render_only_writes_an_arm64_dockerfile_and_locks_for_arm64(tmp_path: Pa
     assert f"FROM --platform=linux/arm64 {BASE} AS builder\n" in text
     assert f"\nFROM --platform=linux/arm64 {BASE}\n" in text
     assert "linux/arm64 because the snapshot's machine is aarch64" in text  # the header's Why
-    ((lock_run),) = engine.runs  # the lock container, for the image's platform; no check, no build
-    assert (lock_run.label, lock_run.platform) == ("lock", "linux/arm64")
+    # the engine's check, then the lock container, both for the image's platform; no build
+    assert [(run.label, run.platform) for run in engine.runs] == [
+        ("platform", "linux/arm64"),
+        ("lock", "linux/arm64"),
+    ]
     assert engine.builds == []
+
+
+def test_render_only_on_an_engine_that_runs_the_wrong_platform_locks_nothing(tmp_path: Path) -> None:
+    engine = FakeEngine(handlers={BASE: uname_then_pip_compile("x86_64")})  # as Podman runs a local base
+    out = tmp_path / "build"
+    with pytest.raises(PlatformUnavailableError):
+        run_build(engine, out, render_only=True)
+
+    assert [run.label for run in engine.runs] == ["platform"]  # no lock resolved for the wrong machine
+    assert not out.exists()
 
 
 def test_render_only_for_arm64_needs_no_engine_once_the_lock_is_there(tmp_path: Path) -> None:
     out = tmp_path / "build"
-    run_build(FakeEngine(handlers={BASE: PipCompileInContainer()}), out, render_only=True)
+    run_build(FakeEngine(handlers={BASE: uname_then_pip_compile("aarch64")}), out, render_only=True)
     first = dockerfile(out)
 
     def no_engine() -> FakeEngine:
@@ -169,7 +182,7 @@ def test_an_engine_that_cannot_run_the_platform_stops_the_build_before_the_lock(
         f"the engine (x86_64) cannot run linux/arm64 containers of {BASE}, so it cannot build a "
         "linux/arm64 image: `uname -m` exited 1: exec /usr/bin/uname: exec format error"
     )
-    assert info.value.hint is not None and "binfmt" in info.value.hint and "--render-only" in info.value.hint
+    assert info.value.hint is not None and "binfmt" in info.value.hint
     assert info.value.exit_code == 2
     ((check),) = engine.runs  # the check only: no lock container, no build
     assert (check.label, check.platform, check.command) == ("platform", "linux/arm64", ("uname", "-m"))

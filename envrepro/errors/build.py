@@ -81,7 +81,7 @@ class PlatformUnavailableError(EnvreproError):
             f"the engine ({engine_arch}) cannot run {platform} containers of {image}, so it cannot "
             f"build a {platform} image: {detail}",
             hint=emulation_hint(platform) + f"; the base needs a {platform} variant the engine has or can "
-            "pull (python:*-slim images have one); `--render-only` writes the build directory without it",
+            "pull (python:*-slim images have one)",
         )
         self.platform = platform
         self.engine_arch = engine_arch
