@@ -12,18 +12,19 @@ from typing import Literal
 from envrepro import runner, snapshot
 from envrepro.context import context_tar, write_context
 from envrepro.engine_api import ContainerEngine, OnEvent, OnProgress, ProgressEvent, StageEvent
-from envrepro.errors import InputFileError
+from envrepro.errors import EngineError, InputFileError, PlatformUnavailableError
 from envrepro.inventory import PATH_LABEL, retire_replaced, with_snapshot_path
 from envrepro.lock import LockIn, compute_lock, host_build_secrets
-from envrepro.lock_container import ImageLocker
+from envrepro.lock_container import ImageLocker, engine_platform
 from envrepro.render import render
-from envrepro.resolve import resolve
+from envrepro.resolve import PLATFORM_ARCH, resolve
 from envrepro.target import BuildSecrets, BuiltImage, Lock, Target, default_image_tag
 
 log = logging.getLogger(__name__)
 
 PATCH_WARNING_SUFFIX = "(patch level differs only)"  # bases.py's warning for a base Python's patch level
 PYTHON_VERSION_COMMAND = ("python3", "-c", "import platform; print(platform.python_version())")
+MACHINE_COMMAND = ("uname", "-m")  # every base has it; under QEMU it names the emulated machine
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class BuildRequest:
     out_dir: Path = Path("build")
     target: Literal["cpu", "gpu", "auto"] = "auto"
     base_image: str | None = None
+    platform: str | None = None  # linux/amd64 or linux/arm64; None: the snapshot's machine
     tag: str | None = None
     render_only: bool = False
     pip_cert: Path | None = None
@@ -71,7 +73,7 @@ def build(
     target = _resolve_target(request, snap, live, report)
     with _cleanup_if_new(request.out_dir):
         report(StageEvent("lock", f"pinning {len(snap.environment.distributions)} distributions"))
-        lock = _lock(request, target, secrets, lambda: live or engine())
+        lock = _lock(request, target, secrets, lambda: live or _checked(engine(), target))
         report(StageEvent("render", f"Dockerfile for {len(lock.requirements)} pins on {target.base_image}"))
         rendered = render(target, lock)
         report(StageEvent("context", f"writing {request.out_dir}"))
@@ -83,7 +85,12 @@ def build(
     tag = default_image_tag(snap.digest())
     report(StageEvent("build", f"building {tag}"))
     image = live.build(
-        context_tar(ctx), tag=tag, on_event=on_event, no_cache=request.no_cache, on_output=report
+        context_tar(ctx),
+        tag=tag,
+        on_event=on_event,
+        no_cache=request.no_cache,
+        on_output=report,
+        platform=target.platform,
     )
     return replace(result, image=_finish_tags(live, image, request.tag, target))
 
@@ -92,15 +99,29 @@ def _ignore(_event: ProgressEvent) -> None:
     return None
 
 
+def _checked(engine: ContainerEngine, target: Target) -> ContainerEngine:
+    """The engine --render-only asks for the lock container, once it is known to run the target's platform
+    (an engine that runs another platform's image silently, as Podman does, would lock for the wrong one)."""
+    check_engine_platform(engine, target.base_image, target.platform)
+    return engine
+
+
 def _resolve_target(
     request: BuildRequest, snap: snapshot.Snapshot, live: ContainerEngine | None, report: OnProgress
 ) -> Target:
     """The image's target, its base pinned by digest where the engine knows one; warnings logged."""
     report(StageEvent("resolve", "choosing the base image and the variant"))
     base_python = base_python_of(live, request.base_image) if live and request.base_image else None
-    resolved = resolve(snap, target=request.target, base_image=request.base_image, base_python=base_python)
+    resolved = resolve(
+        snap,
+        target=request.target,
+        base_image=request.base_image,
+        base_python=base_python,
+        platform=request.platform,
+    )
     target = with_snapshot_path(resolved, request.snapshot_path)  # which build replaces which
     if live is not None:
+        check_engine_platform(live, target.base_image, target.platform)
         target = pin_base_digest(target, live)
     for warning in build_warnings(request, target, snap.environment.python.version):
         log.warning("%s", warning)
@@ -174,6 +195,31 @@ def base_python_of(engine: ContainerEngine, image: str) -> str | None:
     result = runner.run_command(engine, image, PYTHON_VERSION_COMMAND, runner.Limits(timeout_s=60))
     version = result.logs.strip().splitlines()[-1] if result.exit_code == 0 and result.logs.strip() else ""
     return version or None
+
+
+def check_engine_platform(engine: ContainerEngine, image: str, platform: str) -> None:
+    """Stop before any long work when the engine cannot run `platform` containers of `image`.
+
+    An engine of that platform can. Any other runs it only through an emulator (QEMU in binfmt_misc on
+    the engine's machine), which the Engine API does not report: a throwaway container of the base for
+    that platform runs `uname -m`, which must name the platform's machine."""
+    arch = engine.engine_facts().arch
+    if engine_platform(arch) == platform:
+        return
+    how = runner.Networked(platform=platform, tmp_size="16m", label="platform")
+    try:
+        result, _ = runner.run_networked(
+            engine, image, MACHINE_COMMAND, (), limits=runner.Limits(timeout_s=120), how=how
+        )
+    except EngineError as exc:
+        detail = f"no {platform} container of it could be created ({exc.reason})"
+        raise PlatformUnavailableError(platform, arch, image, detail) from exc
+    last = result.logs.strip().splitlines()[-1] if result.logs.strip() else "no output"
+    if result.exit_code != 0:
+        raise PlatformUnavailableError(platform, arch, image, f"`uname -m` exited {result.exit_code}: {last}")
+    if last != PLATFORM_ARCH[platform]:
+        detail = f"its container runs as {last}, not {PLATFORM_ARCH[platform]} (no {platform} variant of it)"
+        raise PlatformUnavailableError(platform, arch, image, detail)
 
 
 def pin_base_digest(target: Target, engine: ContainerEngine) -> Target:

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import click
 
 from envrepro.imageref import check_tag_reference
+from envrepro.options import Platform
 from envrepro.snapshot_file import DEFAULT_NAME, default_path
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -123,6 +124,14 @@ _BUILD = [
         help="auto: GPU when the snapshot's TensorFlow is a CUDA build or nvidia-* wheels are installed.",
     ),
     click.option("--base-image", metavar="IMAGE", help="Build on this base instead of the resolved one."),
+    click.option(
+        "--platform",
+        type=Platform(),
+        metavar="linux/amd64|linux/arm64",
+        help="The image's platform. Default: the training machine's, from the snapshot (x86_64 -> "
+        "linux/amd64, aarch64/arm64 -> linux/arm64). Another than the engine's own needs QEMU (binfmt_misc) "
+        "on the engine's machine.",
+    ),
     click.option(
         "--tag",
         metavar="NAME:TAG",

@@ -35,7 +35,8 @@ INDEX_TIMEOUT_S = 5.0
 MIN_FREE_BYTES = 4 * 10**9
 COMFORTABLE_FREE_BYTES = 12 * 10**9
 GOOD_DRIVERS = frozenset({"overlay2", "overlay", "overlayfs", "fuse-overlayfs", "btrfs", "zfs"})
-IMAGE_ARCHES = frozenset({"x86_64", "amd64"})  # resolve locks wheels for linux/amd64
+# engine architectures that run the images resolve builds (linux/amd64, linux/arm64) natively
+IMAGE_ARCHES = frozenset({"x86_64", "amd64", "aarch64", "arm64"})
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,7 @@ def check_host(facts: EngineFacts) -> Check:
             "host", "fail", detail, "switch the engine to Linux containers: envrepro builds Linux images"
         )
     if facts.arch not in IMAGE_ARCHES:
-        action = "use an x86_64 engine: envrepro locks wheels for linux/amd64"
+        action = "use an x86_64 or arm64 engine: envrepro builds linux/amd64 and linux/arm64 images"
         return Check("host", "fail", detail, action)
     return Check("host", "ok", detail)
 

@@ -85,6 +85,7 @@ class DockerEngine:
         on_event: OnEvent | None = None,
         no_cache: bool = False,
         on_output: OnOutput | None = None,
+        platform: str | None = None,
     ) -> BuiltImage:
         stream = BuildStream(on_event, on_output)
         try:
@@ -97,6 +98,7 @@ class DockerEngine:
                 pull=False,
                 nocache=no_cache,
                 decode=True,
+                platform=platform,  # None: the engine's own
             )
             try:
                 for message in messages:

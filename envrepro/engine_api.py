@@ -146,6 +146,7 @@ class ContainerEngine(Protocol):
         on_event: OnEvent | None = None,
         no_cache: bool = False,
         on_output: OnOutput | None = None,
+        platform: str | None = None,
     ) -> BuiltImage: ...
 
     def cpu_count(self) -> int: ...

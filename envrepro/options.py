@@ -14,6 +14,7 @@ import click
 
 from envrepro import imageref
 from envrepro.errors import EnvreproError, OptionValueError, ToleranceError
+from envrepro.resolve import PLATFORM_ARCH
 from envrepro.tolerance import Tolerance, checked
 
 _SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([bkmg]?)b?", re.IGNORECASE)
@@ -127,3 +128,18 @@ class ImageReference(click.ParamType[str]):
 
     def convert(self, value: Any, param: click.Parameter | None, _ctx: click.Context | None) -> str:
         return image_reference(str(value), _flag(param))
+
+
+class Platform(click.ParamType[str]):
+    """An image platform envrepro builds for (--platform): linux/amd64 or linux/arm64, as Docker spells it."""
+
+    name = "platform"
+
+    def convert(self, value: Any, param: click.Parameter | None, _ctx: click.Context | None) -> str:
+        text = str(value)
+        if text not in PLATFORM_ARCH:
+            raise OptionValueError(
+                _flag(param), text, "a platform envrepro builds for: " + " or ".join(PLATFORM_ARCH),
+                hint="linux/amd64 for x86_64 machines, linux/arm64 for aarch64 ones (and Apple Silicon)",
+            )  # fmt: skip
+        return text

@@ -68,6 +68,7 @@ def template_context(target: Target) -> dict[str, Any]:
         "home": HOME,
         "kind": target.kind,
         "labels": list(target.labels),
+        "platform": target.platform,
         "python": target.python_executable,
         "python_version": target.python_version,
         "reason": target.reason,

@@ -11,6 +11,8 @@ Rules (README "envrepro build"; the facts are in envrepro/data with their source
 - A combination that cannot be served (a Python the TensorFlow release was never built for, a retired base)
   is an error that names the nearest combination that works.
 - macOS snapshots map to the Linux builds of the same packages (data/macos_map.json).
+- The platform is the training machine's architecture, as the snapshot recorded it (x86_64/amd64 ->
+  linux/amd64, aarch64/arm64 -> linux/arm64; any other is an error), unless `--platform` names one.
 
 Environment variables: the image carries the snapshot's numerics-relevant variables (data/numerics_env.json)
 except the host-specific ones in `HOST_SPECIFIC_ENV`, which belong to the machine that runs the container.
@@ -22,7 +24,7 @@ from typing import Any, Literal
 
 from envrepro.bases import Base, choose_base, minor_text
 from envrepro.data import TfBuild, load_json, numerics_env_names, tf_build, tf_build_matrix, version_tuple
-from envrepro.errors import UnsupportedPlatformError, UnsupportedPythonError
+from envrepro.errors import UnsupportedMachineError, UnsupportedPlatformError, UnsupportedPythonError
 from envrepro.snapshot import Distribution, Environment, Snapshot
 from envrepro.target import Requirement, Target, TargetKind, Variant
 
@@ -34,6 +36,13 @@ HOST_SPECIFIC_ENV = {
 }
 
 PLATFORM_ARCH = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
+# platform.machine() of a training machine -> the image platform: Linux, macOS (arm64), Windows (AMD64)
+MACHINE_PLATFORM = {
+    "x86_64": "linux/amd64",
+    "amd64": "linux/amd64",
+    "aarch64": "linux/arm64",
+    "arm64": "linux/arm64",
+}
 TF_FAMILY = ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tensorflow-macos", "tensorflow-intel")
 PIP_DROPPED = "the image's venv brings its own installer"
 FIRST_WHEELS_GPU = (2, 14)  # tensorflow[and-cuda]: CUDA/cuDNN as nvidia-* wheels from this release on
@@ -45,10 +54,12 @@ def resolve(
     target: TargetChoice = "auto",
     base_image: str | None = None,
     base_python: str | None = None,
-    platform: str = "linux/amd64",
+    platform: str | None = None,
 ) -> Target:
-    """Decide the image for `snap`: kind, variant, base, Python, requirements, env and labels."""
+    """Decide the image for `snap`: kind, variant, base, Python, platform (None: the snapshot's machine),
+    requirements, env and labels."""
     env = snap.environment
+    platform, platform_why = choose_platform(env, platform)
     arch = _arch(platform)
     tf_version = tensorflow_version(env)
     tf_warnings = _check_tensorflow(tf_version, env.python.version)
@@ -63,7 +74,7 @@ def resolve(
     return Target(
         kind=kind,
         variant=variant,
-        reason=f"{kind_why}; {base.why}",
+        reason=f"{kind_why}; {base.why}; {platform_why}",
         base_image=base.image,
         python_version=base.python_version,
         python_executable="python3",
@@ -258,6 +269,18 @@ def _major_minor(version: str) -> str:
 
 
 # --- platform, env, labels --------------------------------------------------------------------------------
+
+
+def choose_platform(env: Environment, platform: str | None) -> tuple[str, str]:
+    """The image's platform and the sentence that says why: as asked, else the training machine's."""
+    if platform is not None:
+        _arch(platform)
+        return platform, f"{platform} because --platform {platform} was asked for"
+    machine = env.os.machine
+    chosen = MACHINE_PLATFORM.get(machine.lower())
+    if chosen is None:
+        raise UnsupportedMachineError(machine, sorted(PLATFORM_ARCH))
+    return chosen, f"{chosen} because the snapshot's machine is {machine}"
 
 
 def _arch(platform: str) -> str:

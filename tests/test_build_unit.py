@@ -28,7 +28,7 @@ def test_a_base_the_engine_pulled_from_a_registry_is_pinned_by_digest() -> None:
     assert pinned.base_image == f"{target.base_image}@{DIGEST}"
     assert ("org.opencontainers.image.base.digest", DIGEST) in pinned.labels
     dockerfile = dict(render(pinned, Lock(text="", requirements=())).files)["Dockerfile"].decode()
-    assert f"FROM {target.base_image}@{DIGEST} AS builder" in dockerfile
+    assert f"FROM --platform=linux/amd64 {target.base_image}@{DIGEST} AS builder" in dockerfile
 
 
 def test_a_local_only_base_or_an_unknown_one_stays_a_tag() -> None:

@@ -228,7 +228,8 @@ def test_a_broken_snapshot_is_a_cross(index: str, tmp_path: Path) -> None:
     [
         ("linux", "x86_64", "unix:///var/run/docker.sock", "ok", "local socket"),
         ("linux", "x86_64", "tcp://127.0.0.1:2376", "ok", "remote, tcp://127.0.0.1:2376"),
-        ("linux", "aarch64", "unix:///var/run/docker.sock", "fail", "local socket"),
+        ("linux", "aarch64", "unix:///var/run/docker.sock", "ok", "local socket"),
+        ("linux", "s390x", "unix:///var/run/docker.sock", "fail", "local socket"),
         ("windows", "x86_64", "npipe:////./pipe/docker_engine", "fail", "local socket"),
     ],
 )

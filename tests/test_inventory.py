@@ -138,7 +138,7 @@ def rendered_dockerfile(snap: Path) -> str:
 
 def test_the_builder_stage_is_labelled_last_and_the_final_stage_does_not_inherit_it(tmp_path: Path) -> None:
     text = rendered_dockerfile(tmp_path / "envrepro.lock.json")
-    builder_stage, final_stage = text.split("\nFROM python:3.11.7-slim-bookworm\n")
+    builder_stage, final_stage = text.split("\nFROM --platform=linux/amd64 python:3.11.7-slim-bookworm\n")
     instructions = [line for line in builder_stage.splitlines() if line[:1].isupper()]
     assert (
         instructions[-1] == 'LABEL io.envrepro.stage="builder" \\'

@@ -79,8 +79,8 @@ def test_same_snapshot_renders_byte_identical_files() -> None:
 
 def test_dockerfile_is_multi_stage_with_hashes_non_root_and_no_pip_config_in_the_final_stage() -> None:
     text = dockerfile(target_for("cpu"))
-    builder, final = text.split("\nFROM python:3.11.7-slim-bookworm\n")
-    assert "FROM python:3.11.7-slim-bookworm AS builder" in builder
+    builder, final = text.split("\nFROM --platform=linux/amd64 python:3.11.7-slim-bookworm\n")
+    assert "FROM --platform=linux/amd64 python:3.11.7-slim-bookworm AS builder" in builder
     assert "--require-hashes" in builder
     assert "--no-cache-dir" in builder
     assert "PIP_CONFIG_FILE=/tmp/envrepro-pip/pip.conf" in builder
@@ -105,7 +105,8 @@ def test_dockerfile_header_labels_and_env_come_from_the_snapshot() -> None:
 
 def test_cuda_base_variant_installs_python_with_apt_in_both_stages() -> None:
     text = dockerfile(target_for("gpu-cuda-base"))
-    builder, final = text.split("\nFROM nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04\n")
+    base = "nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04"
+    builder, final = text.split(f"\nFROM --platform=linux/amd64 {base}\n")
     assert "install -y --no-install-recommends python3 python3-venv" in builder
     assert "install -y --no-install-recommends python3 \\" in final
     assert "python3-venv" not in final
@@ -219,8 +220,8 @@ def test_the_built_wheel_ships_the_templates_and_renders_from_them(tmp_path: Pat
 def test_a_base_image_reference_is_written_as_is(reference: str) -> None:
     target = target_for("cpu")
     text = dockerfile(Target(**{**target.__dict__, "base_image": reference}))
-    assert f"FROM {reference} AS builder\n" in text
-    assert f"\nFROM {reference}\n" in text
+    assert f"FROM --platform=linux/amd64 {reference} AS builder\n" in text
+    assert f"\nFROM --platform=linux/amd64 {reference}\n" in text
 
 
 @pytest.mark.parametrize(

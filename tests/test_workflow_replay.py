@@ -307,7 +307,8 @@ def test_build_job_builds_the_pinned_image_on_the_given_base(replay: Replay, bui
     target = replay.inputs["target"]
     built = replay.artifacts / f"{replay.inputs['artifact-prefix']}-{target}-build"
     assert sorted(p.name for p in built.iterdir()) == ["Dockerfile", "requirements.lock.txt"]
-    assert f"FROM {replay.inputs['base-image']}" in (built / "Dockerfile").read_text(encoding="utf-8")
+    from_line = f"FROM --platform=linux/amd64 {replay.inputs['base-image']}"
+    assert from_line in (built / "Dockerfile").read_text(encoding="utf-8")
     assert "--hash=sha256:" in (built / "requirements.lock.txt").read_text(encoding="utf-8")
     # Both the lock and the image went to the cache under the keys the later jobs use; the exported
     # image was then removed from the workspace.

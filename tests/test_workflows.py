@@ -493,12 +493,18 @@ def plan(linted: dict[Path, Linted], tmp_path: Path) -> Plan:
     script = plan_script(linted)
 
     def run(
-        models: str, target: str = "auto", atol: str = "", rtol: str = "", runs_on: str = "ubuntu-latest"
+        models: str,
+        target: str = "auto",
+        atol: str = "",
+        rtol: str = "",
+        runs_on: str = "ubuntu-latest",
+        platform: str = "",
     ) -> Planned:
         output = tmp_path / "github_output"
         output.write_text("", encoding="utf-8")
         env = {"PATH": os.environ["PATH"], "GITHUB_OUTPUT": str(output)}
         env |= {"MODELS": models, "TARGET": target, "ATOL": atol, "RTOL": rtol, "RUNS_ON": runs_on}
+        env |= {"PLATFORM": platform}
         done = subprocess.run(
             [bash, "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
             env=env,
@@ -548,6 +554,8 @@ def test_plan_accepts_a_plain_label_or_json_for_runs_on(plan: Plan, runs_on: str
     [
         ({"models": "\n  \n# only a comment\n"}, "models lists no model"),
         ({"models": "m.h5", "target": "tpu"}, "target must be cpu, gpu or auto, not 'tpu'"),
+        ({"models": "m.h5", "platform": "arm64"}, "platform must be linux/amd64, linux/arm64 or empty"),
+        ({"models": "m.h5", "platform": "linux/s390x"}, "not 'linux/s390x'"),
         ({"models": "m.h5", "atol": "1e-5x"}, "atol must be a non-negative number"),
         ({"models": "m.h5", "rtol": "-1"}, "rtol must be a non-negative number"),
         ({"models": 'a"b.h5'}, "model path with a quote"),
@@ -562,6 +570,11 @@ def test_plan_rejects_bad_inputs_with_an_error_annotation(
     assert "::error title=envrepro parity: bad input::" in planned.log
     assert message in planned.log
     assert "matrix" not in planned.outputs
+
+
+def test_plan_accepts_the_platforms_envrepro_builds_for(plan: Plan) -> None:
+    for value in ("", "linux/amd64", "linux/arm64"):
+        assert plan("m.h5", platform=value).returncode == 0, value
 
 
 def test_plan_accepts_tolerances_in_the_forms_envrepro_takes(plan: Plan) -> None:

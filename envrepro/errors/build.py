@@ -57,12 +57,35 @@ class LockPlatformError(EnvreproError):
     def __init__(self, platform: str, engine_arch: str, detail: str) -> None:
         super().__init__(
             f"the engine ({engine_arch}) cannot run {platform} containers to resolve the lock: {detail}",
-            hint=f"register QEMU for {platform} on the engine's machine (binfmt_misc, e.g. "
-            "`docker run --privileged --rm tonistiigi/binfmt --install all`), or run `envrepro build` "
-            f"on a {platform} machine",
+            hint=emulation_hint(platform),
         )
         self.platform = platform
         self.engine_arch = engine_arch
+        self.detail = detail
+
+
+def emulation_hint(platform: str) -> str:
+    """What to do when an engine cannot run `platform` containers."""
+    return (
+        f"register QEMU for {platform} on the engine's machine (binfmt_misc, e.g. "
+        "`docker run --privileged --rm tonistiigi/binfmt --install all`), or run `envrepro build` "
+        f"on a {platform} machine"
+    )
+
+
+class PlatformUnavailableError(EnvreproError):
+    """The engine cannot run containers of the image's platform (no emulator): nothing can be built."""
+
+    def __init__(self, platform: str, engine_arch: str, image: str, detail: str) -> None:
+        super().__init__(
+            f"the engine ({engine_arch}) cannot run {platform} containers of {image}, so it cannot "
+            f"build a {platform} image: {detail}",
+            hint=emulation_hint(platform) + f"; the base needs a {platform} variant the engine has or can "
+            "pull (python:*-slim images have one)",
+        )
+        self.platform = platform
+        self.engine_arch = engine_arch
+        self.image = image
         self.detail = detail
 
 
@@ -122,6 +145,21 @@ class UnsupportedPlatformError(ResolveError):
             hint="use one of: " + ", ".join(supported),
         )
         self.platform = platform
+        self.supported = tuple(supported)
+
+
+class UnsupportedMachineError(ResolveError):
+    """The snapshot's machine architecture is one envrepro builds no image platform for."""
+
+    def __init__(self, machine: str, supported: Sequence[str]) -> None:
+        super().__init__(
+            f"the snapshot was taken on a {machine!r} machine; envrepro builds images for "
+            + ", ".join(supported)
+            + " only",
+            hint="pass --platform with one of them to build for it anyway (results may differ from "
+            "the training machine's)",
+        )
+        self.machine = machine
         self.supported = tuple(supported)
 
 

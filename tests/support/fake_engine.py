@@ -69,6 +69,7 @@ class FakeEngine:
     uploads: list[bytes] = field(default_factory=list)
     removed_containers: int = 0
     no_cache_builds: int = 0
+    build_platforms: list[str | None] = field(default_factory=list)  # `platform` of every build
     cpus: int = 2
     containers: dict[str, _Container] = field(default_factory=dict)
     # For inventory and doctor. Every key of `images` is a ref of its ImageInfo's image: a tag, or the
@@ -97,10 +98,12 @@ class FakeEngine:
         on_event: OnEvent | None = None,
         no_cache: bool = False,
         on_output: OnOutput | None = None,
+        platform: str | None = None,
     ) -> BuiltImage:
         files = untar(context_tar)
         self.builds.append(files)
         self.no_cache_builds += no_cache
+        self.build_platforms.append(platform)
         dockerfile = files.get("Dockerfile", b"").decode()
         messages = self.build_messages if self.build_messages is not None else _success(dockerfile)
         stream = BuildStream(on_event, on_output)
