@@ -11,6 +11,14 @@ In one run:
   command and the lock step alone.
 Both paths must give the same bytes; the bench checks that on every pair.
 
+Measured 2026-11-30 on this machine (2 cores, load average 2-2.8 from other jobs; the TF 2.21 snapshot,
+32 pins; every lock downloads TensorFlow's and its companions' wheels through the proxy, ~350 MB, whose
+responses pip cannot cache, so "cold" is also what every lock costs here):
+  cold, 4 pairs: host 135.7 / image 113.7 s (0.84), 103.1 / 98.0 (0.95), 81.7 / 105.7 (1.29),
+  146.8 / 136.1 (0.93): median 0.94, goal <= 1.5 MET; every pair gave the same bytes. (An earlier day's
+  runs: 1.07; 1.04 and 1.65: the proxy's speed varies more than the two paths differ.)
+  reuse of an unchanged lock, whole `build --render-only`: median 0.36 s, max 0.37 s, goal <= 1 s MET.
+
 usage: python bench/lock_bench.py [--snapshot FILE] [--base-image IMAGE] [--pairs N]
 (default: the real TF 2.21 snapshot of tests/cases, the test base image, 3 pairs)
 """
