@@ -18,6 +18,8 @@ NOT_FOR_PARITY = (
     "paramiko.transport",
     "invoke",
     "cryptography",
+    # parity imports NumPy while the image runs (parity.py), not on the way to the container's start
+    "numpy",
 )
 
 
