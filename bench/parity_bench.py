@@ -44,13 +44,15 @@ usage: python bench/parity_bench.py [--python PATH] [--image IMAGE] [--samples 1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,7 @@ y = keras.models.load_model(sys.argv[1]).predict(x, batch_size=%d, verbose=0)
 print(y.shape)
 """
 BIND_MOUNT_FLAG = "--as-bind-mount-parity"
+TIMELINE_FLAG = "--as-timed-parity"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -107,11 +110,65 @@ def bind_mount_probe(engine: Any, image: str, args: Sequence[str], inputs: Seque
     return runner.ProbeOutput(outbox.parse_json(files, "record.json"), files, logs)
 
 
+@dataclass(frozen=True)
+class Finished:
+    output_: Any
+
+    def output(self) -> Any:
+        return self.output_
+
+
+@contextlib.contextmanager
+def bind_mount_started(engine: Any, image: str, args: Sequence[str], inputs: Sequence[Any], limits: Any,
+                       **_: Any) -> Iterator[Finished]:  # fmt: skip
+    """The old way had no overlap either: the container ran to its end before the reference was read."""
+    yield Finished(bind_mount_probe(engine, image, args, inputs, limits))
+
+
 def run_with_bind_mount(argv: list[str]) -> int:
     from envrepro import cli, runner
 
-    runner.run_probe = bind_mount_probe  # type: ignore[assignment]
+    runner.started_probe = bind_mount_started  # type: ignore[assignment]
     return cli.main(argv)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The timeline of one `envrepro parity` process (run in a child process by TIMELINE_FLAG)
+
+
+def run_with_timeline(argv: list[str]) -> int:
+    """`envrepro parity`, printing on stderr when the engine's start + wait began and ended (epoch s)."""
+    from envrepro import cli
+    from envrepro.engine import DockerEngine
+
+    marks: dict[str, float] = {}
+    start_container = DockerEngine.start_container
+
+    def timed_start(self: DockerEngine, container: str, timeout_s: float) -> Any:
+        marks["start"] = time.time()
+        try:
+            return start_container(self, container, timeout_s)
+        finally:
+            marks["end"] = time.time()
+
+    DockerEngine.start_container = timed_start  # type: ignore[method-assign]
+    code = cli.main(argv)
+    print(json.dumps(marks), file=sys.stderr)
+    return code
+
+
+def timeline(argv: Sequence[str], rounds: int) -> dict[str, float]:
+    """Medians: process start -> the container's start, its start + wait, its end -> the process's exit."""
+    spans: dict[str, list[float]] = {"before": [], "wait": [], "after": []}
+    for _ in range(rounds):
+        began = time.time()
+        done = subprocess.run(list(argv), capture_output=True, text=True, check=True)
+        ended = time.time()
+        marks = json.loads(done.stderr.strip().splitlines()[-1])
+        spans["before"].append(marks["start"] - began)
+        spans["wait"].append(marks["end"] - marks["start"])
+        spans["after"].append(ended - marks["end"])
+    return {key: statistics.median(values) for key, values in spans.items()}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -166,11 +223,33 @@ def ratio_line(label: str, ours: list[float], base: list[float], goal: float) ->
 
 
 def breakdown(image: str, model: Path, snap: Path, rounds: int) -> list[str]:
+    python = statistics.median(timed([sys.executable, "-c", "pass"]) for _ in range(rounds))
+    start = statistics.median(timed([sys.executable, "-c", "import envrepro.cli"]) for _ in range(rounds))
+    later = statistics.median(
+        timed([sys.executable, "-c", "import envrepro.cli, envrepro.parity_verdict"]) for _ in range(rounds)
+    )
+    parity = ["parity", "--model", str(model), "--snapshot", str(snap), "--image", image]
+    spans = timeline([sys.executable, str(Path(__file__).resolve()), TIMELINE_FLAG, *parity], rounds)
+    med = _engine_calls(image, model, snap, rounds)
+    lines = [f"python start {python:.2f} s; `import envrepro.cli` {start - python:.2f} s more; imported "
+             f"while the image runs (NumPy, compare, explain) {later - start:.2f} s",
+             f"one `envrepro parity` process (median of {rounds}): start -> the container's start "
+             f"{spans['before']:.2f} s, start + wait {spans['wait']:.2f} s, its end -> exit "
+             f"{spans['after']:.2f} s",
+             f"run_parity in-process {med['total']:.2f} s (median of {rounds}), engine calls:"]  # fmt: skip
+    lines += [f"  {name:<17} {med[name]:6.3f} s" for name in CALLS]
+    inside = med["start_container"] - med.get("probe load_s", 0.0) - med.get("probe run_s", 0.0)
+    lines.append(f"  inside start+wait: model load {med.get('probe load_s', 0.0):.2f} s, predict "
+                 f"{med.get('probe run_s', 0.0):.2f} s, the rest {inside:.2f} s (container start, Python and "
+                 "TF import, the environment record)")  # fmt: skip
+    return lines
+
+
+def _engine_calls(image: str, model: Path, snap: Path, rounds: int) -> dict[str, float]:
+    """Medians of in-process parity runs with every engine call timed (start_container in its thread)."""
     from envrepro import parity
     from envrepro.engine import DockerEngine
 
-    python = statistics.median(timed([sys.executable, "-c", "pass"]) for _ in range(rounds))
-    start = statistics.median(timed([sys.executable, "-c", "import envrepro.cli"]) for _ in range(rounds))
     runs: list[dict[str, float]] = []
     for _ in range(rounds):
         spent: dict[str, float] = {}
@@ -184,21 +263,12 @@ def breakdown(image: str, model: Path, snap: Path, rounds: int) -> list[str]:
         spent["total"] = time.perf_counter() - started
         spent.update({f"probe {k}": v for k, v in report.timings.items()})
         runs.append(spent)
-    med = {key: statistics.median(run.get(key, 0.0) for run in runs) for key in runs[0]}
-    lines = [f"python start {python:.2f} s; `import envrepro.cli` {start - python:.2f} s more",
-             f"run_parity in-process {med['total']:.2f} s (median of {rounds}), engine calls:"]  # fmt: skip
-    lines += [f"  {name:<17} {med[name]:6.3f} s" for name in CALLS]
-    inside = med["start_container"] - med.get("probe load_s", 0.0) - med.get("probe run_s", 0.0)
-    lines.append(f"  inside start+wait: model load {med.get('probe load_s', 0.0):.2f} s, predict "
-                 f"{med.get('probe run_s', 0.0):.2f} s, the rest {inside:.2f} s (container start, Python and "
-                 "TF import, the environment record)")  # fmt: skip
-    host = med["total"] - sum(med[name] for name in CALLS)
-    lines.append(f"  host side besides the engine (snapshot, reference, compare, diff, report) {host:.3f} s")
-    return lines
+    return {key: statistics.median(run.get(key, 0.0) for run in runs) for key in runs[0]}
 
 
 CALLS = (
     "image_exists",
+    "cpu_count",
     "create_container",
     "put_archive",
     "start_container",
@@ -259,4 +329,6 @@ def main() -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == BIND_MOUNT_FLAG:
         sys.exit(run_with_bind_mount(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == TIMELINE_FLAG:
+        sys.exit(run_with_timeline(sys.argv[2:]))
     sys.exit(main())
