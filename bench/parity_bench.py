@@ -152,9 +152,13 @@ def run_with_timeline(argv: list[str]) -> int:
             marks["end"] = time.time()
 
     DockerEngine.start_container = timed_start  # type: ignore[method-assign]
-    code = cli.main(argv)
-    print(json.dumps(marks), file=sys.stderr)
-    return code
+    sys.argv = ["envrepro", *argv]
+    try:
+        cli.run()  # as `python -m envrepro` ends
+    except SystemExit as done:
+        print(json.dumps(marks), file=sys.stderr)
+        return int(done.code or 0)
+    return 0
 
 
 def timeline(argv: Sequence[str], rounds: int) -> dict[str, float]:

@@ -55,3 +55,17 @@ assert sshconn.paramiko.SSHClient is paramiko.SSHClient is sys.modules["paramiko
 """
     loaded = modules_after(code)
     assert "paramiko.transport" in loaded and "paramiko.client" in loaded
+
+
+def test_the_cli_ends_without_collecting_what_lives_until_exit() -> None:
+    """The interpreter's last garbage collection took ~0.1 s of every run (bench/parity_bench.py)."""
+    code = """
+import atexit, gc, sys
+atexit.register(lambda: print("frozen at exit:", gc.get_freeze_count() > 0))
+sys.argv = ["envrepro", "schema", "snapshot"]
+from envrepro.cli import run
+run()
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "frozen at exit: True"
