@@ -25,8 +25,8 @@ spreads are wide; tf-2.21 CPU image, cnn.keras, 1,000 inputs; runs of 2026-11-30
       main/bare 1.15. Before this work the day's runs gave (b) 0.99-1.39. Gain there: ~0.5 s of ~6 s.
   What was taken off the way (parity.py, runner.started_probe, ssh_deferred.py, cli.run):
     - the container starts before the training side is read: the reference arrays' reading and digest check
-      and the import of NumPy, compare and explain (~0.1-0.3 s) now run while the image starts and imports
-      TF (the engine's start + wait waits on a socket in a thread; signals still reach the main thread);
+      and the import of NumPy, compare and explain (~0.1 s) run while the image starts and imports TF (the
+      engine's start + wait waits on a socket in a thread; signals still reach the main thread);
     - the Docker SDK no longer imports paramiko, invoke and cryptography (~0.1 s) unless ssh:// is used;
     - the interpreter's last garbage collection at exit (~0.1 s: 0.13 -> 0.02 s) is skipped (gc.freeze).
     CPU time of `import envrepro.cli, envrepro.parity` in a fresh process, interleaved, load ~2: 0.37-0.63 s
