@@ -4,38 +4,53 @@
   M  bind-mount path  the same command, with the in-image run replaced by the old way (removed from
                       envrepro): the probe, the model and the reference bind-mounted read-only, the output
                       directory bind-mounted read-write, one `containers.create` + start + wait + remove
-                      through the Docker SDK, the same locked-down container options. Goal A/M <= 1.10.
+                      through the Docker SDK, the same locked-down container options, and no overlap (the
+                      container ran to its end before the reference was read). Goal A/M <= 1.10.
   B  bare docker run  `docker run --rm --network none -v ...:ro IMAGE python b.py`: loads the model and
                       predicts the same 1,000 inputs, same batch size, nothing else. Goal A/B <= 1.10.
 
 The commands run interleaved (A M B, then the next round, the order rotated each round); each ratio is
 taken pair by pair within a round; the median and the spread (min-max) of the ratios are printed. Then
-in-process parity runs with a timing engine (medians) say where the time goes.
+the timeline of fresh parity processes and in-process runs with a timing engine (medians) say where the
+time goes.
 
-Where the time goes (2 cores shared with other jobs, load average 4-7 while measured: the spreads are wide;
-tf-2.21 CPU image, cnn.keras, 1,000 inputs; run of 2026-11-30, 9 rounds):
-  (a) parity / bind-mount path: median 0.87 (spread 0.58-1.60)  goal <= 1.10 MET: the archive copy costs no
-      more than the bind mounts did (create + put_archive + get_archive + remove ~0.2 s of a 4-5 s run).
-  (b) parity / bare docker run: median 1.39 (spread 0.82-2.25)  goal <= 1.10 NOT MET. In the quietest round
-      A 4.8 s, M 6.9 s, B 4.0 s. The other runs of that day, same conditions: (a) 1.03, 1.00 and (b) 0.99,
-      1.28 (5-9 rounds; spreads up to 0.27-1.92 and 0.52-3.44 under load): (a) holds, (b) does not.
-  The parity process, in order:
-    Python start 0.01-0.07 s, then `import envrepro.cli` 0.6-0.7 s (CPU; the largest fixed cost): NumPy
-      ~0.1-0.2 s, pydantic and building the Snapshot/ParityReport models ~0.2 s, the Docker SDK ~0.15 s
-      (it imports paramiko, invoke and cryptography for ssh:// whatever the engine), rich ~0.07 s, envrepro's
-      own modules the rest. The CLI now imports build, lock, render's jinja2, diff sources, inventory and
-      doctor only in their own commands (was ~0.07 s more CPU; tests/test_parity_startup.py keeps it so).
-    engine calls, median of 9 in-process runs: image_exists 0.002 s, create 0.026 s (with the anonymous
-      /envrepro volume), put_archive 0.063 s, start + wait 4.42 s, get_archive 0.075 s, remove 0.039 s.
-    inside start + wait: model load 0.16 s, predict 0.38 s; the rest, 3.9 s, is the container's start,
-      Python and the TensorFlow import (the same in the bare run) and the environment record. The probe's
-      CPU time in the container (2.7-2.9 s) is within noise of the bare script's (2.5-3.3 s): the record
-      (importlib.metadata + the distributions scan ~0.2-0.3 s, the GPU probe ~0.05 s) is small, and parity
-      needs all of it for its diff, so it is kept.
-    host side besides the engine (snapshot, reference digests, compare, diff, report): ~0.1 s.
-  So about 1 s of fixed cost remains over a bare `docker run` (mostly the host interpreter's imports), which
-  is ~25 % of a 4 s run on this machine: the goal needs a client that starts the container before it imports
-  NumPy and pydantic, or a faster machine where TF's import is not 3-4 s (the ratio grows as TF gets faster).
+Where the time goes (2 cores shared with other helpers' test runs: load average 1.7-7 while measured, so the
+spreads are wide; tf-2.21 CPU image, cnn.keras, 1,000 inputs; runs of 2026-11-30 07:22-08:16 UTC, 7 rounds):
+  (a) parity / bind-mount path: medians 0.88, 0.91, 1.03, 0.96, 0.97 in five runs  goal <= 1.10 MET.
+  (b) parity / bare docker run: medians 1.13, 1.23, 1.16, 1.26, 1.19 (spreads 0.46-2.54, 0.57-1.50,
+      0.85-2.05, 0.95-1.42, 0.85-1.45; load 2-6, 3-4, 1.7-3.2, 2.8-3.5, 1.8-2.2; the last two with every
+      change below)  goal <= 1.10 NOT MET on this machine, under this load.
+      The same day, main (0ff410d) and this version interleaved with bare (9 rounds, load 2.1-3.3): medians
+      6.49 s (main), 5.97 s (this), 5.13 s (bare); this/main pair by pair 0.92 (0.76-1.19), this/bare 1.18,
+      main/bare 1.15. Before this work the day's runs gave (b) 0.99-1.39. Gain there: ~0.5 s of ~6 s.
+  What was taken off the way (parity.py, runner.started_probe, ssh_deferred.py, cli.run):
+    - the container starts before the training side is read: the reference arrays' reading and digest check
+      and the import of NumPy, compare and explain (~0.1 s) run while the image starts and imports TF (the
+      engine's start + wait waits on a socket in a thread; signals still reach the main thread);
+    - the Docker SDK no longer imports paramiko, invoke and cryptography (~0.1 s) unless ssh:// is used;
+    - the interpreter's last garbage collection at exit (~0.1 s: 0.13 -> 0.02 s) is skipped (gc.freeze).
+    CPU time of `import envrepro.cli, envrepro.parity` in a fresh process, interleaved, load ~2: 0.37-0.63 s
+    here, 0.56-0.95 s on main.
+  One `envrepro parity` process now (median of 7, load ~3): start -> the container's start 0.78 s, start +
+  wait 4.5 s, its end -> exit 0.13-0.15 s (0.23-0.25 s before gc.freeze).
+    before the start: Python 0.02 s, `import envrepro.cli` 0.45-0.8 s under this load (~0.35 s quiet:
+      pydantic and the Snapshot models ~0.1 s, the Docker SDK with requests/urllib3 ~0.08 s, rich ~0.04 s,
+      envrepro's own modules ~0.1 s, the garbage collector during the imports ~0.03 s); the snapshot's load
+      and checks ~0.005 s; engine calls ~0.15 s: connect 0.01, image_exists 0.002, cpu_count 0.01, create
+      (with the anonymous /envrepro volume) 0.013-0.045, put_archive 0.07-0.09 s (engine side: ~1 MB).
+    inside start + wait: model load 0.14-0.16 s, predict 0.31-0.40 s; the rest, ~4.0-4.3 s, is the
+      container's start, Python and TF's import (as in the bare run) and the environment record (importlib
+      metadata + the distributions scan ~0.2-0.3 s, the GPU probe ~0.05 s), which parity needs for its diff.
+    after the end: get_archive 0.07-0.1 s (the engine mounts the stopped container to tar /envrepro/out),
+      remove 0.01-0.05 s, parsing, comparing and the report ~0.03 s, exit ~0.02 s.
+  What remains over a bare `docker run` is ~0.5-0.8 s under this load: ~0.35-0.7 s of Python imports before
+  the start, ~0.15 s of engine calls before it (the bind-mount-free upload included), ~0.1 s after the end
+  (the archive download) and the environment record inside the image. Next levers, outside this change:
+  the probe could take its environment record in a second process while TF imports (the container has 2
+  CPUs; ~0.2-0.3 s); engine.py's create and start each add an inspect call and cpu_count an /info call;
+  cli.py could import the report renderers (rich tables, the ParityReport model, ~0.02-0.03 s) after the
+  start. On a quiet machine the same fixed cost is ~10 % of a 4 s run, so the goal is within reach there,
+  not met here.
 
 usage: python bench/parity_bench.py [--python PATH] [--image IMAGE] [--samples 1000] [--rounds 7]
 (default PATH: the tf-2.21.0 test environment; IMAGE: envrepro-test/tf221:cpu, built by the tests)
@@ -44,13 +59,15 @@ usage: python bench/parity_bench.py [--python PATH] [--image IMAGE] [--samples 1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +81,7 @@ y = keras.models.load_model(sys.argv[1]).predict(x, batch_size=%d, verbose=0)
 print(y.shape)
 """
 BIND_MOUNT_FLAG = "--as-bind-mount-parity"
+TIMELINE_FLAG = "--as-timed-parity"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -107,11 +125,69 @@ def bind_mount_probe(engine: Any, image: str, args: Sequence[str], inputs: Seque
     return runner.ProbeOutput(outbox.parse_json(files, "record.json"), files, logs)
 
 
+@dataclass(frozen=True)
+class Finished:
+    output_: Any
+
+    def output(self) -> Any:
+        return self.output_
+
+
+@contextlib.contextmanager
+def bind_mount_started(engine: Any, image: str, args: Sequence[str], inputs: Sequence[Any], limits: Any,
+                       **_: Any) -> Iterator[Finished]:  # fmt: skip
+    """The old way had no overlap either: the container ran to its end before the reference was read."""
+    yield Finished(bind_mount_probe(engine, image, args, inputs, limits))
+
+
 def run_with_bind_mount(argv: list[str]) -> int:
     from envrepro import cli, runner
 
-    runner.run_probe = bind_mount_probe  # type: ignore[assignment]
+    runner.started_probe = bind_mount_started  # type: ignore[assignment]
     return cli.main(argv)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The timeline of one `envrepro parity` process (run in a child process by TIMELINE_FLAG)
+
+
+def run_with_timeline(argv: list[str]) -> int:
+    """`envrepro parity`, printing on stderr when the engine's start + wait began and ended (epoch s)."""
+    from envrepro import cli
+    from envrepro.engine import DockerEngine
+
+    marks: dict[str, float] = {}
+    start_container = DockerEngine.start_container
+
+    def timed_start(self: DockerEngine, container: str, timeout_s: float) -> Any:
+        marks["start"] = time.time()
+        try:
+            return start_container(self, container, timeout_s)
+        finally:
+            marks["end"] = time.time()
+
+    DockerEngine.start_container = timed_start  # type: ignore[method-assign]
+    sys.argv = ["envrepro", *argv]
+    try:
+        cli.run()  # as `python -m envrepro` ends
+    except SystemExit as done:
+        print(json.dumps(marks), file=sys.stderr)
+        return int(done.code or 0)
+    return 0
+
+
+def timeline(argv: Sequence[str], rounds: int) -> dict[str, float]:
+    """Medians: process start -> the container's start, its start + wait, its end -> the process's exit."""
+    spans: dict[str, list[float]] = {"before": [], "wait": [], "after": []}
+    for _ in range(rounds):
+        began = time.time()
+        done = subprocess.run(list(argv), capture_output=True, text=True, check=True)
+        ended = time.time()
+        marks = json.loads(done.stderr.strip().splitlines()[-1])
+        spans["before"].append(marks["start"] - began)
+        spans["wait"].append(marks["end"] - marks["start"])
+        spans["after"].append(ended - marks["end"])
+    return {key: statistics.median(values) for key, values in spans.items()}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -166,11 +242,39 @@ def ratio_line(label: str, ours: list[float], base: list[float], goal: float) ->
 
 
 def breakdown(image: str, model: Path, snap: Path, rounds: int) -> list[str]:
+    python = statistics.median(timed([sys.executable, "-c", "pass"]) for _ in range(rounds))
+    start = statistics.median(timed([sys.executable, "-c", "import envrepro.cli"]) for _ in range(rounds))
+    later = statistics.median(_import_after_cli("envrepro.parity_verdict") for _ in range(rounds))
+    parity = ["parity", "--model", str(model), "--snapshot", str(snap), "--image", image]
+    spans = timeline([sys.executable, str(Path(__file__).resolve()), TIMELINE_FLAG, *parity], rounds)
+    med = _engine_calls(image, model, snap, rounds)
+    lines = [f"python start {python:.2f} s; `import envrepro.cli` {start - python:.2f} s more; imported "
+             f"while the image runs (NumPy, compare, explain) {later:.2f} s",
+             f"one `envrepro parity` process (median of {rounds}): start -> the container's start "
+             f"{spans['before']:.2f} s, start + wait {spans['wait']:.2f} s, its end -> exit "
+             f"{spans['after']:.2f} s",
+             f"run_parity in-process {med['total']:.2f} s (median of {rounds}), engine calls:"]  # fmt: skip
+    lines += [f"  {name:<17} {med[name]:6.3f} s" for name in CALLS]
+    inside = med["start_container"] - med.get("probe load_s", 0.0) - med.get("probe run_s", 0.0)
+    lines.append(f"  inside start+wait: model load {med.get('probe load_s', 0.0):.2f} s, predict "
+                 f"{med.get('probe run_s', 0.0):.2f} s, the rest {inside:.2f} s (container start, Python and "
+                 "TF import, the environment record)")  # fmt: skip
+    return lines
+
+
+def _import_after_cli(module: str) -> float:
+    """Seconds to import `module` in a fresh interpreter that has imported the CLI."""
+    code = f"import time, envrepro.cli\nt = time.perf_counter()\nimport {module}\n"
+    code += "print(time.perf_counter() - t)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(done.stdout)
+
+
+def _engine_calls(image: str, model: Path, snap: Path, rounds: int) -> dict[str, float]:
+    """Medians of in-process parity runs with every engine call timed (start_container in its thread)."""
     from envrepro import parity
     from envrepro.engine import DockerEngine
 
-    python = statistics.median(timed([sys.executable, "-c", "pass"]) for _ in range(rounds))
-    start = statistics.median(timed([sys.executable, "-c", "import envrepro.cli"]) for _ in range(rounds))
     runs: list[dict[str, float]] = []
     for _ in range(rounds):
         spent: dict[str, float] = {}
@@ -184,21 +288,12 @@ def breakdown(image: str, model: Path, snap: Path, rounds: int) -> list[str]:
         spent["total"] = time.perf_counter() - started
         spent.update({f"probe {k}": v for k, v in report.timings.items()})
         runs.append(spent)
-    med = {key: statistics.median(run.get(key, 0.0) for run in runs) for key in runs[0]}
-    lines = [f"python start {python:.2f} s; `import envrepro.cli` {start - python:.2f} s more",
-             f"run_parity in-process {med['total']:.2f} s (median of {rounds}), engine calls:"]  # fmt: skip
-    lines += [f"  {name:<17} {med[name]:6.3f} s" for name in CALLS]
-    inside = med["start_container"] - med.get("probe load_s", 0.0) - med.get("probe run_s", 0.0)
-    lines.append(f"  inside start+wait: model load {med.get('probe load_s', 0.0):.2f} s, predict "
-                 f"{med.get('probe run_s', 0.0):.2f} s, the rest {inside:.2f} s (container start, Python and "
-                 "TF import, the environment record)")  # fmt: skip
-    host = med["total"] - sum(med[name] for name in CALLS)
-    lines.append(f"  host side besides the engine (snapshot, reference, compare, diff, report) {host:.3f} s")
-    return lines
+    return {key: statistics.median(run.get(key, 0.0) for run in runs) for key in runs[0]}
 
 
 CALLS = (
     "image_exists",
+    "cpu_count",
     "create_container",
     "put_archive",
     "start_container",
@@ -259,4 +354,6 @@ def main() -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == BIND_MOUNT_FLAG:
         sys.exit(run_with_bind_mount(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == TIMELINE_FLAG:
+        sys.exit(run_with_timeline(sys.argv[2:]))
     sys.exit(main())

@@ -29,6 +29,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from envrepro import ssh_deferred  # noqa: F401 - before the SDK: paramiko loads only for ssh://
+
+# isort: split
 import docker  # the SDK's client is built here; engine.py uses it
 import requests
 from docker.constants import DEFAULT_DOCKER_API_VERSION, MINIMUM_DOCKER_API_VERSION

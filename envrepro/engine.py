@@ -18,10 +18,12 @@ import os
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from typing import Any
 
+from envrepro import connect  # before the SDK: paramiko loads only for ssh:// (ssh_deferred.py)
+
+# isort: split
 import requests
 from docker.errors import APIError, ImageNotFound
 
-from envrepro import connect
 from envrepro.engine_api import (
     RUN_ID_LABEL,
     RUN_LABEL,

@@ -17,11 +17,12 @@ import tarfile
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import PurePosixPath
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from envrepro.errors import ProbeOutputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MAX_OUTPUT_BYTES = 256 * 1024 * 1024  # per file, and for the whole output directory
 _TAR_OVERHEAD = 1024 * 1024  # tar headers and padding beyond the files' own bytes
@@ -123,6 +124,8 @@ def parse_npz(
     files: dict[str, bytes], name: str, cap: int = MAX_OUTPUT_BYTES
 ) -> dict[str, np.ndarray[Any, Any]]:
     """The arrays of the .npz in `name`, read in memory, without pickles, uncompressed size capped."""
+    import numpy as np  # noqa: PLC0415 - not on the way to parity's container start (parity.py)
+
     data = files.get(name)
     if data is None:
         raise ProbeOutputError(f"{name} is missing")

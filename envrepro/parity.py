@@ -1,38 +1,43 @@
-"""Parity: load the reference -> run the model in the image -> compare -> explain -> report.
+"""Parity: the model in the image -> its outputs against the training side's -> explain -> report.
 
 This module only chains the stages: `reference` (the training side), `runner` (the probe inside a
-locked-down container of the image), `compare` (pure NumPy), `explain` (pure causes) and the typed
-`ParityReport`. Only the probe (standard library + the image's own TF/NumPy) runs in the container:
-envrepro is not installed there.
+locked-down container of the image), then `parity_verdict`: `compare` (pure NumPy), `explain` (pure
+causes) and the typed `ParityReport`. Only the probe (standard library + the image's own TF/NumPy) runs in
+the container: envrepro is not installed there.
+
+The container starts as early as the trust rules allow: once the snapshot is validated, the model found in
+it and every flag checked (what builds the container's spec and its inputs). The rest of the training
+side (reading the reference arrays and checking their digests, importing NumPy and the comparison) is done
+while the image runs: its start, Python's and TensorFlow's import take seconds, and the engine's start +
+wait only waits on a socket (runner.started_probe). A reference that fails its digests is still an error,
+and the container is removed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from envrepro import explain, runner, snapshot
-from envrepro.compare import compare_output
-from envrepro.diff import diff
+from envrepro import runner, snapshot
 from envrepro.engine_api import ContainerEngine
 from envrepro.errors import InputFileError
-from envrepro.image_run import ImageRun, image_run
-from envrepro.parity_model import Cause, OutputResult, ParityReport
+from envrepro.image_run import image_run
 from envrepro.reference import (
-    Arrays,
     PreprocessRun,
     find_model,
-    load_reference,
+    load_references,
     preprocess_run,
     reference_path,
 )
 from envrepro.runner import InFile, Limits, in_path
-from envrepro.snapshot import Environment, ModelRecord, Snapshot
+from envrepro.snapshot import Environment, ModelRecord
 from envrepro.target import default_image_tag
 from envrepro.tolerance import Tolerances
+
+if TYPE_CHECKING:
+    from envrepro.parity_model import ParityReport
 
 
 @dataclass(frozen=True)
@@ -70,15 +75,19 @@ def parity_run(request: ParityRequest, engine: Callable[[], ContainerEngine]) ->
         raise InputFileError(request.model, "no such model file or directory")
     snap = snapshot.load(request.snapshot_path)
     record = find_model(snap, request.model, request.snapshot_path)
-    reference = load_reference(request.snapshot_path.parent, record)
     pre = preprocess_run(snap, request.snapshot_path, request.preprocess)
     request.tolerances.check_names(_output_names(record, pre))
     image = request.image or default_image_tag(snap.digest())
     args, inputs = probe_arguments(request, record, pre)
     env = dict(request.environment)
-    output = runner.run_probe(engine(), image, args, inputs, request.limits, environment=env)
+    with runner.started_probe(engine(), image, args, inputs, request.limits, environment=env) as running:
+        # while the image runs: the numeric side imported (NumPy...), the reference arrays read and verified
+        from envrepro import parity_verdict  # noqa: PLC0415 - see the module's docstring
+
+        references = load_references(request.snapshot_path.parent, record, pre)
+        output = running.output()
     ran = image_run(output, pre is not None)
-    report = build_report(request, snap, record, reference, image=image, ran=ran, pre=pre)
+    report = parity_verdict.build_report(request, snap, record, references, image=image, ran=ran, pre=pre)
     return ParityRun(report, snap.environment, ran.environment)
 
 
@@ -127,71 +136,3 @@ def _preprocess(spec: str, inputs: list[InFile]) -> str:
         raise InputFileError(path, "no such preprocessing file", hint="pass --preprocess FILE.py:FUNCTION")
     inputs.append(InFile(path.parent.resolve(), "preprocess"))
     return f"{in_path('preprocess')}/{path.name}:{function}"
-
-
-def compare_all(
-    specs: Sequence[str], prefix: str, reference: Arrays, candidate: Arrays, tolerances: Tolerances
-) -> list[OutputResult]:
-    """Each named array `prefix.N` of the reference against the image's (missing: an empty array)."""
-    results = []
-    for index, name in enumerate(specs):
-        ref = reference[f"{prefix}.{index}"]
-        cand = candidate.get(f"{prefix}.{index}", np.zeros((0,), dtype=ref.dtype))
-        results.append(compare_output(name, ref, cand, tolerances.for_output(name, str(ref.dtype))))
-    return results
-
-
-def _comparisons(
-    tolerances: Tolerances, record: ModelRecord, reference: Arrays, ran: ImageRun, pre: PreprocessRun | None
-) -> tuple[list[OutputResult], list[OutputResult]]:
-    outputs = compare_all([s.name for s in record.outputs], "output", reference, ran.outputs, tolerances)
-    if pre is None:
-        return outputs, []
-    names = [s.name for s in pre.record.outputs]
-    return outputs, compare_all(names, "preprocessed", pre.reference, ran.preprocessed, tolerances)
-
-
-def _preprocess_cause(pre: PreprocessRun, compared: Sequence[OutputResult], ran: ImageRun) -> Cause:
-    now = str((ran.output.record.get("preprocessing") or {}).get("source_sha256", ""))
-    return explain.preprocess_cause(pre.spec, compared, pre.record.source_sha256, now)
-
-
-def build_report(
-    request: ParityRequest,
-    snap: Snapshot,
-    record: ModelRecord,
-    reference: Arrays,
-    *,
-    image: str,
-    ran: ImageRun,
-    pre: PreprocessRun | None,
-) -> ParityReport:
-    outputs, pre_outputs = _comparisons(request.tolerances, record, reference, ran, pre)
-    checks = explain.fingerprints(record, ran.model)
-    mismatch = explain.model_mismatch(checks)
-    differences = diff(snap.environment, ran.environment)
-    pre_fail = not all(c.passed for c in pre_outputs)
-    stage = explain.stage(pre_fail, mismatch or not all(c.passed for c in outputs))
-    causes = explain.likely_causes(checks, differences, outputs)
-    if pre_fail and pre is not None:
-        causes = (_preprocess_cause(pre, pre_outputs, ran), *causes)
-    return ParityReport(
-        verdict="fail" if stage != "none" else "pass",
-        summary=explain.summary(stage, outputs, pre_outputs, mismatch, causes),
-        model=str(request.model),
-        model_format=ran.model.format or "",
-        image=image,
-        snapshot=str(request.snapshot_path),
-        snapshot_digest=snap.digest(),
-        samples=record.reference.samples if record.reference else 0,
-        model_mismatch=mismatch,
-        outputs=tuple(outputs),
-        fingerprints=checks,
-        differences=tuple(explain.environment_difference(d) for d in differences),
-        likely_causes=causes,
-        warnings=explain.warnings(differences, ran.model, reference, pre is not None, pre_fail),
-        timings=ran.timings,
-        stage=stage,
-        preprocess_function=pre.spec if pre else "",
-        preprocessing=tuple(pre_outputs),
-    )

@@ -1,7 +1,9 @@
 """The training side of parity: the recorded model, its reference arrays and the recorded preprocessing.
 
 Reference files live next to the snapshot; each array is checked against the digest the snapshot recorded
-before anything is compared with it.
+before anything is compared with it. Parity reads them while the image runs (`load_references`): what it
+needs to start the container (`find_model`, `reference_path`, `preprocess_run`) reads no array, and NumPy
+is imported only by the first read.
 """
 
 from __future__ import annotations
@@ -10,27 +12,41 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from envrepro.errors import EnvreproError, ReferenceCorruptError, ReferenceMissingError
-from envrepro.probe.modelprobe import array_digest
+from envrepro.probe.digests import array_digest
 from envrepro.snapshot import ModelRecord, PreprocessRecord, Snapshot
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
-Arrays = dict[str, np.ndarray[Any, Any]]
+Arrays = dict[str, "np.ndarray[Any, Any]"]
 
 
 @dataclass(frozen=True)
 class PreprocessRun:
-    """The recorded preprocessing, its reference arrays, and the function to replay in the image."""
+    """The recorded preprocessing, where its reference arrays are, and the function to replay in the image."""
 
     record: PreprocessRecord
-    reference: Arrays
     reference_path: Path
     spec: str
+
+
+@dataclass(frozen=True)
+class References:
+    """The training side's arrays, each checked against the digest the snapshot recorded."""
+
+    model: Arrays  # the model's inputs and outputs
+    preprocessing: Arrays  # the preprocessing's, empty when it is not compared
+
+
+def load_references(base: Path, record: ModelRecord, pre: PreprocessRun | None) -> References:
+    """The model's reference arrays and the preprocessing's (if compared), verified."""
+    model = load_reference(base, record)
+    return References(model, verified(pre.reference_path, pre.record.arrays_sha256) if pre else {})
 
 
 def find_model(snap: Snapshot, model: Path, snapshot_path: Path) -> ModelRecord:
@@ -49,7 +65,14 @@ def find_model(snap: Snapshot, model: Path, snapshot_path: Path) -> ModelRecord:
 
 def reference_path(base: Path, record: ModelRecord) -> Path:
     assert record.reference is not None
-    return base / record.reference.file
+    return _existing(base / record.reference.file)
+
+
+def _existing(path: Path) -> Path:
+    """`path`, a file (it goes into the container before its arrays are read: `load_references`)."""
+    if not path.is_file():
+        raise ReferenceCorruptError(path, "the file is missing")
+    return path
 
 
 def load_reference(base: Path, record: ModelRecord) -> Arrays:
@@ -71,6 +94,8 @@ def verified(path: Path, digests: Mapping[str, str]) -> Arrays:
 
 
 def read_npz(path: Path) -> Arrays:
+    import numpy as np  # noqa: PLC0415 - parity imports it while the image runs (bench/parity_bench.py)
+
     try:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
@@ -79,7 +104,8 @@ def read_npz(path: Path) -> Arrays:
 
 
 def preprocess_run(snap: Snapshot, snapshot_path: Path, override: str | None) -> PreprocessRun | None:
-    """The snapshot's preprocessing to replay, with its verified reference; None when none was recorded."""
+    """The snapshot's preprocessing to replay (its reference read by `load_references`); None when none was
+    recorded."""
     recorded = snap.preprocessing
     if recorded is None:
         if override:
@@ -91,10 +117,8 @@ def preprocess_run(snap: Snapshot, snapshot_path: Path, override: str | None) ->
     if recorded.error is not None or not recorded.file:
         log.warning("the snapshot's preprocessing failed when it was recorded; it is not compared")
         return None
-    path = snapshot_path.parent / recorded.file
-    arrays = verified(path, recorded.arrays_sha256)
     spec = override or _recorded_spec(recorded.function, snapshot_path.parent)
-    return PreprocessRun(recorded, arrays, path, spec)
+    return PreprocessRun(recorded, _existing(snapshot_path.parent / recorded.file), spec)
 
 
 def _recorded_spec(spec: str, base: Path) -> str:

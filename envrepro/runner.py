@@ -20,7 +20,8 @@ import io
 import logging
 import os
 import tarfile
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -118,10 +119,66 @@ def run_probe(
     with _container(engine, spec) as container:
         engine.put_archive(container, ROOT, tar)
         result = engine.start_container(container, limits.timeout_s)
-        log.debug("container log:\n%s", result.logs)
-        _check_exit(image, result, limits)
-        with contextlib.closing(engine.get_archive(container, OUT_DIR)) as chunks:
-            files = outbox.read_files(chunks)  # closing drops the stream before the container goes
+        return _probe_output(engine, container, image, result, limits)
+
+
+@contextlib.contextmanager
+def started_probe(
+    engine: ContainerEngine,
+    image: str,
+    args: Sequence[str] = (),
+    inputs: Sequence[InFile] = (),
+    limits: Limits = Limits(),
+    *,
+    environment: Mapping[str, str | None] | None = None,
+) -> Iterator[RunningProbe]:
+    """`run_probe` in two steps, so that the caller works while the image runs: the block runs once the
+    container has started; `output()` waits for it and reads what it wrote. The container is removed on
+    the way out of the block, whatever the way out is (its output read or not, an error, a signal)."""
+    if not engine.image_exists(image):
+        raise ImageNotFoundError(image)
+    spec = _probe_spec(engine, image, args, limits, dict(environment or {}))
+    tar = input_tar([InFile(PROBE_DIR, "probe"), *inputs])
+    with _container(engine, spec) as container:
+        engine.put_archive(container, ROOT, tar)
+        yield RunningProbe(engine, container, image, limits)
+
+
+class RunningProbe:
+    """The probe's container, started; a thread waits for it (the engine's start + wait blocks on its
+    socket), so signals still reach the caller's thread, which removes the container."""
+
+    def __init__(self, engine: ContainerEngine, container: str, image: str, limits: Limits) -> None:
+        self._args = (engine, container, image)
+        self._limits = limits
+        self._ended: list[RunResult | BaseException] = []
+        self._waiter = threading.Thread(target=self._wait, name="envrepro-probe", daemon=True)
+        self._waiter.start()
+
+    def _wait(self) -> None:
+        engine, container, _ = self._args
+        try:
+            self._ended.append(engine.start_container(container, self._limits.timeout_s))
+        except BaseException as exc:  # noqa: BLE001 - handed to output(), in the caller's thread
+            self._ended.append(exc)
+
+    def output(self) -> ProbeOutput:
+        """Wait for the probe to end; what it wrote, as `run_probe` returns it (or its error)."""
+        self._waiter.join()
+        ended = self._ended[0]
+        if isinstance(ended, BaseException):
+            raise ended
+        return _probe_output(*self._args, ended, self._limits)
+
+
+def _probe_output(
+    engine: ContainerEngine, container: str, image: str, result: RunResult, limits: Limits
+) -> ProbeOutput:
+    """What the probe wrote to /envrepro/out, once its container has ended (`result`)."""
+    log.debug("container log:\n%s", result.logs)
+    _check_exit(image, result, limits)
+    with contextlib.closing(engine.get_archive(container, OUT_DIR)) as chunks:
+        files = outbox.read_files(chunks)  # closing drops the stream before the container goes
     if "record.json" not in files:
         raise ContainerRunError(image, result.exit_code, _tail(result.logs))
     return ProbeOutput(outbox.parse_json(files, "record.json"), files, result.logs)

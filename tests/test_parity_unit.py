@@ -317,3 +317,29 @@ def test_diff_of_an_image_without_a_valid_reference_is_one_line(
     assert result.exit_code == 2
     assert len(result.error_lines) == 1
     assert "is not a valid image reference" in result.error_lines[0]
+
+
+def test_a_tampered_reference_found_while_the_image_runs_removes_its_container(
+    recorded: tuple[Path, Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """The reference's digests are checked while the image runs (parity.py): the error is the same."""
+    snap, model, raw = recorded
+    ref = tmp_path / "envrepro.lock.ref" / "model.h5-cccccccccccc.npz"
+    np.savez(ref, **{"input.0": np.zeros((8, 4), np.float32), "output.0": np.zeros((8, 3), np.float32)})
+    engine = engine_with(container(raw))
+    with pytest.raises(ReferenceCorruptError, match="does not match"):
+        run_parity(request(snap, model), lambda: engine)
+    assert engine.containers == {} and engine.removed_containers == 1
+
+
+def test_a_missing_reference_file_never_reaches_the_engine(
+    recorded: tuple[Path, Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    snap, model, _ = recorded
+    (tmp_path / "envrepro.lock.ref" / "model.h5-cccccccccccc.npz").unlink()
+
+    def no_engine() -> FakeEngine:
+        raise AssertionError("the engine must not be contacted")
+
+    with pytest.raises(ReferenceCorruptError, match="the file is missing"):
+        run_parity(request(snap, model), no_engine)

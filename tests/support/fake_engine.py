@@ -16,6 +16,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import threading
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -55,6 +56,7 @@ class _Container:
     fs: ContainerFs
     started: bool = False
     uploads: list[bytes] = field(default_factory=list)
+    running: threading.Lock = field(default_factory=threading.Lock)  # held while the handler runs
 
 
 @dataclass
@@ -149,11 +151,12 @@ class FakeEngine:
 
     def start_container(self, container: str, timeout_s: float) -> RunResult:
         state = self.containers[container]
-        state.started = True
-        handler = self.handlers.get(state.spec.image)
-        if handler is None:
-            return RunResult(exit_code=127, logs=f"{state.spec.command[0]}: not found")
-        return handler(state.spec.command, state.fs, dict(state.spec.environment))
+        with state.running:  # the runner waits in a thread of its own (runner.started_probe)
+            state.started = True
+            handler = self.handlers.get(state.spec.image)
+            if handler is None:
+                return RunResult(exit_code=127, logs=f"{state.spec.command[0]}: not found")
+            return handler(state.spec.command, state.fs, dict(state.spec.environment))
 
     def get_archive(self, container: str, path: str) -> Generator[bytes, None, None]:
         source = self.containers[container].fs.path(path)
@@ -167,6 +170,8 @@ class FakeEngine:
     def remove_container(self, container: str) -> None:
         state = self.containers.pop(container, None)
         if state is not None:
+            with state.running:  # as `docker rm -f`: the container's process has ended before its files go
+                pass
             for path in [state.fs.root, *state.fs.root.rglob("*")]:
                 if path.is_dir() and not path.is_symlink():
                     path.chmod(0o755)  # the runner's read-only directories, so that they can be removed
