@@ -215,14 +215,20 @@ def run_command(
     command: Sequence[str],
     limits: Limits = Limits(),
     environment: Mapping[str, str] | None = None,
+    *,
+    label: str = "parity",
+    platform: str | None = None,
 ) -> RunResult:
-    """Run `command` in a locked-down container of `image` as the image's user; its exit code and log."""
+    """Run `command` in a locked-down container of `image` as the image's user; its exit code and log.
+    `platform` asks the engine for that platform's variant of the image (None: the engine's own)."""
     spec = ContainerSpec(
         image=image,
         command=tuple(command),
         environment=dict(environment or {}),
         memory_bytes=limits.memory_bytes,
         cpus=_cpus(engine, limits),
+        label=label,
+        platform=platform,
     )
     with _container(engine, spec) as container:
         return engine.start_container(container, limits.timeout_s)

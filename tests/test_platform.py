@@ -147,6 +147,7 @@ def test_render_only_writes_an_arm64_dockerfile_and_locks_for_arm64(tmp_path: Pa
         ("platform", "linux/arm64"),
         ("lock", "linux/arm64"),
     ]
+    assert engine.runs[0].network_disabled  # `uname -m` needs no network; only the lock container has it
     assert engine.builds == []
 
 
