@@ -1,9 +1,17 @@
-"""Bisect's package variants: a small image derived FROM the image under test, with the training pins of
-some groups and the image's own pins for the rest, hash-locked like `envrepro build` and cached by content.
+"""Bisect's package variants: a small image derived FROM the image under test that changes only the
+distributions of the groups it returns: their training pins installed, what training did not have
+uninstalled, every other distribution the image's own. The pins are checked by a full lock (the training
+pins of those groups and the image's pins for the rest, resolved and hash-locked like `envrepro build`,
+kept in cache_dir()), and only the changed entries of that lock are installed.
 
-The tag is a digest of the base image's ID and the lock text, so the same variant of the same image is
-built once: a rerun finds it (a cache hit, no build). Only the lock, render, context and engine stages are
-used, as the build uses them.
+Layers (the legacy builder: no RUN --mount, no --squash): the builder stage, FROM the image and the only
+stage that sees the pip configuration, installs the changed distributions with --require-hashes --no-deps
+into a prefix of their own; the final stage, FROM the image, uninstalls the image's versions (a layer of
+deletions only) and COPYs that prefix over the venv (a layer of the new files only). So the variant
+weighs the image plus the changed distributions, and nothing but them differs from the image.
+
+The tag is a digest of the image's ID and the rendered files, so the same variant of the same image is
+built once: a rerun finds it (a cache hit, no build).
 """
 
 from __future__ import annotations
@@ -11,21 +19,25 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from envrepro.context import context_tar, write_context
 from envrepro.engine_api import ContainerEngine
+from envrepro.errors import LockError, UnsafeValueError
+from envrepro.grammar import distribution_name, shown
 from envrepro.lock import compute_lock
+from envrepro.lock_io import lock_entry
 from envrepro.render import UID, VENV, _environment, templates_dir
 from envrepro.resolve import resolve
 from envrepro.snapshot import Environment, Snapshot
-from envrepro.target import BuildSecrets, Lock, Rendered, Requirement, Target
+from envrepro.target import BuildSecrets, Lock, LockedRequirement, Rendered, Requirement, Target
 
 log = logging.getLogger(__name__)
 
 VARIANT_TEMPLATE = "variant.Dockerfile.j2"
+VARIANT_LOCK = "variant.lock.txt"  # the changed distributions only, hashed
 VARIANT_REPOSITORY = "envrepro-variant"
 VARIANT_LABEL = "io.envrepro.variant.of"  # the image ID a variant was derived from
 
@@ -38,30 +50,75 @@ class VariantImage:
     built: bool  # False: the engine already had it (a cache hit)
 
 
-def variant_target(snap: Snapshot, image_env: Environment, image: str, pins: Mapping[str, str]) -> Target:
-    """What the variant installs: the image's requirements with `pins` (training versions) put back."""
+@dataclass(frozen=True)
+class VariantPlan:
+    """What a derived image changes in the image: all that differs between the two."""
+
+    install: tuple[LockedRequirement, ...]  # the training pins, hashed, from the variant's full lock
+    remove: tuple[str, ...]  # uninstalled first: the image's versions of those, and what training lacked
+    lock_digest: str  # the full lock's input digest (a label of the variant)
+
+
+def variant_target(
+    snap: Snapshot, image_env: Environment, image: str, pins: Mapping[str, str], removed: Sequence[str] = ()
+) -> Target:
+    """What the variant's lock pins: the image's requirements with `pins` (training versions) put back and
+    `removed` (distributions training did not have) left out."""
     base = resolve(
         snap.model_copy(update={"environment": image_env}),
         base_image=image,
         base_python=image_env.python.version,
     )
-    kept = {req.name: req for req in base.requirements}
+    kept = {req.name: req for req in base.requirements if req.name not in removed}
     for name, version in pins.items():
         kept[name] = Requirement(name=name, version=version)
     return replace(base, requirements=tuple(sorted(kept.values(), key=lambda r: r.name)))
 
 
-def render_variant(image: str, image_id: str, lock: Lock) -> Rendered:
+def plan_variant(
+    lock: Lock, pins: Mapping[str, str], removed: Sequence[str], image_versions: Mapping[str, str]
+) -> VariantPlan:
+    """The lock's entries for the training pins, and what to uninstall. LockError when the lock does not
+    hold a pin as asked (the resolver moved it)."""
+    locked = {req.name: req for req in lock.requirements}
+    wrong = sorted(name for name, version in pins.items() if locked.get(name, _NONE).version != version)
+    if wrong:
+        raise LockError(wrong[0], "the variant's lock does not hold the training pin")
+    remove = sorted({*removed, *(name for name in pins if name in image_versions)})
+    return VariantPlan(tuple(locked[name] for name in sorted(pins)), tuple(remove), lock.input_digest)
+
+
+_NONE = LockedRequirement("", "", ())
+
+
+def render_variant(image: str, image_id: str, plan: VariantPlan) -> Rendered:
     template = _environment(templates_dir()).get_template(VARIANT_TEMPLATE)
-    labels = [(VARIANT_LABEL, image_id), ("io.envrepro.variant.lock", lock.input_digest)]
-    dockerfile = template.render(image=image, venv=VENV, uid=UID, labels=labels)
-    files = (("Dockerfile", dockerfile.encode()), ("requirements.lock.txt", lock.text.encode()))
+    labels = [(VARIANT_LABEL, image_id), ("io.envrepro.variant.lock", plan.lock_digest)]
+    remove = [_name(name) for name in plan.remove]
+    dockerfile = template.render(
+        image=image, venv=VENV, uid=UID, labels=labels, install=bool(plan.install), remove=remove
+    )
+    lines = [line for req in plan.install for line in lock_entry(req)]
+    files = [("Dockerfile", dockerfile.encode())]
+    if plan.install:
+        files.append((VARIANT_LOCK, ("\n".join(lines) + "\n").encode()))
     return Rendered(files=tuple(sorted(files)))
 
 
-def variant_tag(image_id: str, lock_text: str) -> str:
-    digest = hashlib.sha256(f"{image_id}\n{lock_text}".encode()).hexdigest()
-    return f"{VARIANT_REPOSITORY}:{digest[:16]}"
+def _name(value: str) -> str:
+    """A distribution name for pip's command line: PEP 508 (never an option), else refused."""
+    try:
+        return distribution_name(value)
+    except ValueError as exc:
+        raise UnsafeValueError("a distribution name", shown(value), str(exc)) from None
+
+
+def variant_tag(image_id: str, rendered: Rendered) -> str:
+    """The variant's content: the image it derives from and every file its build reads."""
+    digest = hashlib.sha256(image_id.encode())
+    for name, data in rendered.files:
+        digest.update(b"\0" + name.encode() + b"\0" + hashlib.sha256(data).digest())
+    return f"{VARIANT_REPOSITORY}:{digest.hexdigest()[:16]}"
 
 
 def lock_variant(engine: ContainerEngine, image: str, target: Target, locker: Locker) -> tuple[str, Lock]:
@@ -74,15 +131,15 @@ def lock_variant(engine: ContainerEngine, image: str, target: Target, locker: Lo
 
 
 def build_variant(
-    engine: ContainerEngine, image: str, image_id: str, lock: Lock, secrets: BuildSecrets
+    engine: ContainerEngine, image: str, image_id: str, plan: VariantPlan, secrets: BuildSecrets
 ) -> VariantImage:
     """Render and build the variant, unless the engine already has it (its tag is its content)."""
-    tag = variant_tag(image_id, lock.text)
+    rendered = render_variant(image, image_id, plan)
+    tag = variant_tag(image_id, rendered)
     if engine.image_exists(tag):
         log.info("variant %s: already built (cache hit)", tag)
         return VariantImage(tag, built=False)
-    work = cache_dir() / tag.rpartition(":")[2]
-    ctx = write_context(render_variant(image, image_id, lock), secrets, work)
+    ctx = write_context(rendered, secrets, cache_dir() / tag.rpartition(":")[2])
     log.info("building variant %s", tag)
     engine.build(context_tar(ctx), tag=tag)
     return VariantImage(tag, built=True)

@@ -18,6 +18,9 @@ from envrepro import snapshot
 from envrepro.bisect import BisectResult, Trial
 from envrepro.bisect_report import BisectReport, bisect_json, bisect_markdown, bisect_table, to_report
 from envrepro.ddmin import ddmin, split
+from envrepro.errors import LockError, UnsafeValueError
+from envrepro.target import Lock, LockedRequirement
+from envrepro.variant_build import VariantPlan, plan_variant, render_variant, variant_tag
 from envrepro.variants import Change, Group, env_override, groups, package_pins
 
 TF221 = snapshot.load(CASES / "tf221-cpu-snapshot" / "envrepro.lock.json").environment
@@ -213,21 +216,98 @@ def test_each_verdict_says_what_happened(result: BisectResult, verdict: str, wor
     assert words in report.summary
 
 
-def test_the_variant_image_installs_the_hashed_lock_as_root_and_ends_as_the_images_user() -> None:
-    from envrepro.target import Lock
-    from envrepro.variant_build import render_variant, variant_tag
+NUMPY = LockedRequirement("numpy", "1.26.4", ("sha256:" + "a" * 64,))
+BASE_ID = "sha256:" + "1" * 64
 
-    lock = Lock(text="numpy==1.26.4 \\\n    --hash=sha256:abc\n", requirements=(), input_digest="d" * 64)
-    files = dict(render_variant("envrepro-test/tf221:cpu", "sha256:" + "1" * 64, lock).files)
-    dockerfile = files["Dockerfile"].decode()
-    builder, final = dockerfile.split("\nFROM envrepro-test/tf221:cpu\n")
+
+def variant_files(plan: VariantPlan, image_id: str = BASE_ID) -> dict[str, str]:
+    return {
+        name: data.decode() for name, data in render_variant("envrepro-test/tf221:cpu", image_id, plan).files
+    }
+
+
+def test_the_variant_installs_only_the_changed_distributions_and_pip_configuration_stays_in_the_builder() -> (
+    None
+):
+    plan = VariantPlan(install=(NUMPY,), remove=("numpy", "optree"), lock_digest="d" * 64)
+    files = variant_files(plan)
+    assert files["variant.lock.txt"] == "numpy==1.26.4 \\\n    --hash=sha256:" + "a" * 64 + "\n"
+    builder, final = files["Dockerfile"].split("\nFROM envrepro-test/tf221:cpu\n")
     assert "FROM envrepro-test/tf221:cpu AS builder\nUSER root" in builder
-    assert "--require-hashes" in builder and "/opt/venv/bin/python -m pip install" in builder
-    assert "pip" not in final.replace("/opt/venv", "")  # no pip configuration reaches the variant
+    assert (
+        "COPY pip/ /tmp/envrepro-pip/" in builder and "PIP_CONFIG_FILE=/tmp/envrepro-pip/pip.conf" in builder
+    )
+    install = " ".join(builder.replace("\\\n", " ").split())
+    assert "pip install --no-cache-dir --require-hashes --no-deps --ignore-installed" in install
+    assert "--prefix /tmp/envrepro-variant/opt/venv -r /tmp/envrepro/variant.lock.txt" in install
+    # the final stage: the image, its versions uninstalled, the new files copied in; no pip configuration
+    for secret_path in ("pip/", "envrepro-pip", "PIP_CONFIG_FILE", "pip.conf", "index-url"):
+        assert secret_path not in final
+    assert " ".join(final.replace("\\\n", " ").split()).count("pip uninstall --yes numpy optree") == 1
+    assert "COPY --from=builder /tmp/envrepro-variant/opt/venv/ /opt/venv/" in final
+    assert final.index("pip uninstall") < final.index("COPY --from=builder")
+    assert "pip install" not in final and "RUN" not in final.split("COPY --from=builder")[1]
     assert final.rstrip().endswith("USER 10001:10001")
-    assert files["requirements.lock.txt"] == lock.text.encode()
-    same = variant_tag("sha256:1", lock.text)
-    assert same == variant_tag("sha256:1", lock.text) != variant_tag("sha256:2", lock.text)
+
+
+def test_a_variant_that_only_uninstalls_has_no_builder_stage_and_one_that_only_adds_uninstalls_nothing() -> (
+    None
+):
+    only_remove = variant_files(VariantPlan(install=(), remove=("optree",), lock_digest="d" * 64))
+    assert "variant.lock.txt" not in only_remove
+    assert "AS builder" not in only_remove["Dockerfile"] and "pip/" not in only_remove["Dockerfile"]
+    assert "--from=builder" not in only_remove["Dockerfile"]
+    only_add = variant_files(VariantPlan(install=(NUMPY,), remove=(), lock_digest="d" * 64))["Dockerfile"]
+    assert "pip uninstall" not in only_add and "COPY --from=builder" in only_add
+
+
+@given(st.text(min_size=1, max_size=40))
+def test_every_value_in_the_variant_dockerfile_is_escaped_or_refused(hostile: str) -> None:
+    plain = variant_files(VariantPlan(install=(NUMPY,), remove=("numpy",), lock_digest="d" * 64))[
+        "Dockerfile"
+    ]
+    odd = variant_files(VariantPlan((NUMPY,), ("numpy",), hostile), image_id=hostile)["Dockerfile"]
+    assert odd.count("\n") == plain.count("\n")  # a label value cannot add a line (an instruction)
+    with pytest.raises(UnsafeValueError):
+        variant_files(VariantPlan((NUMPY,), ("numpy", "-" + hostile), "d"))  # never a pip option
+    with pytest.raises(UnsafeValueError):
+        variant_files(VariantPlan((NUMPY,), ("numpy", "x\nRUN " + hostile), "d"))
+
+
+def test_the_variant_tag_is_its_content_the_image_and_every_file_it_builds_from() -> None:
+    plan = VariantPlan(install=(NUMPY,), remove=("numpy",), lock_digest="d" * 64)
+    other = VariantPlan(install=(NUMPY,), remove=("numpy", "optree"), lock_digest="d" * 64)
+    tag = variant_tag(BASE_ID, render_variant("i", BASE_ID, plan))
+    assert tag == variant_tag(BASE_ID, render_variant("i", BASE_ID, plan))
+    assert tag != variant_tag("sha256:2", render_variant("i", BASE_ID, plan))
+    assert tag != variant_tag(BASE_ID, render_variant("i", BASE_ID, other))
+
+
+def test_the_plan_installs_the_locked_training_pins_and_uninstalls_the_images_versions() -> None:
+    lock = Lock(text="", requirements=(NUMPY, LockedRequirement("h5py", "3.14.0", ("sha256:b",))),
+                input_digest="d")  # fmt: skip
+    plan = plan_variant(lock, {"numpy": "1.26.4"}, ("optree",), {"numpy": "2.1.0", "h5py": "3.14.0"})
+    assert plan == VariantPlan(install=(NUMPY,), remove=("numpy", "optree"), lock_digest="d")
+    new_only = plan_variant(lock, {"numpy": "1.26.4"}, (), {"h5py": "3.14.0"})
+    assert new_only.remove == ()  # training had it, the image not: nothing to uninstall
+    with pytest.raises(LockError):
+        plan_variant(lock, {"numpy": "1.26.3"}, (), {})
+
+
+def test_a_companion_only_in_the_image_joins_its_group_and_is_uninstalled_a_lone_one_is_no_group() -> None:
+    from envrepro.variants import package_groups, package_removals
+
+    training = {"tensorflow": "2.15.1", "tensorflow-estimator": "2.15.0", "numpy": "1.26.4"}
+    image = {"tensorflow": "2.21.0", "tensorboard-data-server": "0.7.2", "optree": "0.17", "numpy": "1.26.4"}
+    found = {g.key: g for g in package_groups(training, image)}
+    assert list(found) == ["tensorflow"]
+    assert set(found["tensorflow"].changes) == {
+        Change("tensorboard-data-server", "0.7.2", None),
+        Change("tensorflow", "2.21.0", "2.15.1"),
+        Change("tensorflow-estimator", None, "2.15.0"),
+    }
+    assert package_removals(found.values()) == ("tensorboard-data-server",)
+    assert package_pins(found.values()) == {"tensorflow": "2.15.1", "tensorflow-estimator": "2.15.0"}
 
 
 def test_the_installers_are_no_group() -> None:

@@ -20,7 +20,7 @@ from envrepro.engine_api import ImageInfo, RunResult
 from envrepro.errors import LockError
 from envrepro.parity import ParityRequest
 from envrepro.runner import OUT_DIR
-from envrepro.target import Lock, Target
+from envrepro.target import Lock, LockedRequirement, Target
 from envrepro.tolerance import Tolerances
 
 Recorded = tuple[Path, Path, dict[str, Any]]
@@ -42,7 +42,8 @@ class World:
         text = "".join(f"{name}=={version}\n" for name, version in sorted(pins.items()))
         digest = hashlib.sha256(text.encode()).hexdigest()
         self.locks[digest] = pins
-        return Lock(text=text, requirements=(), input_digest=digest)
+        locked = tuple(LockedRequirement(n, v, ("sha256:" + "0" * 64,)) for n, v in sorted(pins.items()))
+        return Lock(text=text, requirements=locked, input_digest=digest)
 
     def run(
         self, image: str, command: Sequence[str], fs: ContainerFs, environment: Mapping[str, str]
@@ -50,18 +51,16 @@ class World:
         unset = {command[i + 1] for i, word in enumerate(command[:-1]) if word == "-u"}
         env = {k: v for k, v in {**self.env, **environment}.items() if k not in unset and k != "HOME"}
         label = self.engine.images[image].labels.get("io.envrepro.variant.lock")
-        versions = {**self.versions, **self.locks.get(label or "", {})}
         training_env = self.raw["environment"]["env"]
         training = {d["name"]: d["version"] for d in self.raw["environment"]["distributions"]}
+        versions = self.locks[label] if label else {**training, **self.versions}  # a variant: what it locked
         moved = [n for n in self.causes if (env.get(n) if n.isupper() else versions.get(n))
                  != (training_env.get(n) if n.isupper() else training.get(n))]  # fmt: skip
         out = fs.path(OUT_DIR)
         with np.load(fs.path(command[command.index("--inputs") + 1])) as data:
             np.savez(out / "model-0.npz", **{"output.0": data["output.0"] + np.float32(1e-3 * len(moved))})
-        dists = [
-            {**d, "version": versions.get(d["name"], d["version"])}
-            for d in self.raw["environment"]["distributions"]
-        ]
+        template = self.raw["environment"]["distributions"][0]
+        dists = [{**template, "name": name, "version": version} for name, version in sorted(versions.items())]
         environment_record = {**self.raw["environment"], "env": env, "distributions": dists}
         model = {**self.raw["models"][0], "reference": None}
         (out / "record.json").write_text(json.dumps({"environment": environment_record, "models": [model]}))
@@ -128,8 +127,8 @@ def test_a_variable_and_a_package_together_are_both_in_the_cause_and_builds_are_
     assert sorted(g.key for g in result.cause) == ["TF_ENABLE_ONEDNN_OPTS", "numpy"]
     assert result.builds == len(world.engine.builds) == sum(t.built for t in result.trials) > 0
     assert result.removed and not any(tag in world.engine.images for tag in result.removed)
-    lock = world.engine.builds[0]["requirements.lock.txt"].decode()
-    assert f"numpy=={numpy}\n" in lock or "h5py" in lock
+    lock = world.engine.builds[0]["variant.lock.txt"].decode()
+    assert lock.startswith((f"numpy=={numpy} ", "h5py=="))  # only the changed distribution
     assert IMAGE in world.engine.builds[0]["Dockerfile"].decode()
 
 
@@ -211,3 +210,52 @@ def test_a_variant_whose_build_fails_is_reported_not_run_and_counted(recorded: R
     assert result.cause is None and result.builds == 1
     assert [t.passed for t in result.trials] == [None]
     assert "non-zero code" in result.trials[0].note
+
+
+def test_a_companion_only_in_the_image_is_uninstalled_by_its_groups_variant(recorded: Recorded) -> None:  # noqa: F811
+    snap, model, raw = recorded
+    keras = training_version(raw, "keras")
+    world = World(raw, {}, {"keras": "9.9.9", "tensorboard-extra": "1.0", "numpy": "1.0.0"},
+                  causes=["tensorboard-extra"])  # fmt: skip
+    result = run(world, snap, model)
+    assert [g.key for g in result.cause] == ["tensorflow"]
+    assert result.cause_trial is not None and result.cause_trial.max_abs_error == 0
+    locks = {b.get("variant.lock.txt", b"").decode(): b for b in world.engine.builds}
+    # the tensorflow group's own variant installs its one changed distribution and nothing else
+    (built,) = [b for text, b in locks.items() if text.startswith(f"keras=={keras} ") and "numpy" not in text]
+    assert built["variant.lock.txt"].decode().count("==") == 1
+    dockerfile = " ".join(built["Dockerfile"].decode().replace("\\\n", " ").split())
+    assert "pip uninstall --yes keras tensorboard-extra" in dockerfile
+
+
+def test_preprocessing_that_differs_is_a_group_whose_return_restores_parity_without_a_build(
+    tmp_path: Path,
+) -> None:
+    from test_preprocess_unit import SERVING, container, recorded_snapshot
+
+    snap, model, raw = recorded_snapshot(tmp_path)
+    engine = FakeEngine(images={IMAGE: ImageInfo("sha256:base", 1, (IMAGE,), {}, ())})
+    engine.handlers[IMAGE] = container(raw)
+    parity = ParityRequest(snapshot_path=snap, model=model, image=IMAGE, preprocess=f"{SERVING}:normalise",
+                           tolerances=Tolerances(atol=0, rtol=0))  # fmt: skip
+    result = bisect(BisectRequest(parity), lambda: engine)
+    assert [(g.key, g.kind) for g in result.groups] == [("preprocessing", "preprocessing")]
+    assert [g.key for g in result.cause] == ["preprocessing"]
+    assert result.builds == 0 and engine.builds == []
+    (trial,) = result.trials
+    assert trial.passed and trial.max_abs_error == 0  # the model, fed the recorded training output, matches
+    assert "normalise.py:normalise in the image → as recorded in training" in trial.changed
+
+
+def test_returning_preprocessing_does_not_hide_a_model_that_differs_too(tmp_path: Path) -> None:
+    from test_preprocess_unit import SERVING, container, recorded_snapshot
+
+    snap, model, raw = recorded_snapshot(tmp_path)
+    engine = FakeEngine(images={IMAGE: ImageInfo("sha256:base", 1, (IMAGE,), {}, ())})
+    engine.handlers[IMAGE] = container(raw, model_delta=1e-3)
+    parity = ParityRequest(snapshot_path=snap, model=model, image=IMAGE, preprocess=f"{SERVING}:normalise",
+                           tolerances=Tolerances(atol=0, rtol=0))  # fmt: skip
+    result = bisect(BisectRequest(parity), lambda: engine)
+    assert result.cause is None
+    (trial,) = result.trials
+    assert trial.passed is False and trial.max_abs_error == pytest.approx(1e-3, rel=1e-3)
