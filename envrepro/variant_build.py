@@ -40,6 +40,7 @@ VARIANT_TEMPLATE = "variant.Dockerfile.j2"
 VARIANT_LOCK = "variant.lock.txt"  # the changed distributions only, hashed
 VARIANT_REPOSITORY = "envrepro-variant"
 VARIANT_LABEL = "io.envrepro.variant.of"  # the image ID a variant was derived from
+BUILDER_LABEL = "io.envrepro.variant.builder"  # the builder stage's image: removed once the variant is built
 
 Locker = Callable[[Target, Path], Lock]
 
@@ -96,8 +97,9 @@ def render_variant(image: str, image_id: str, plan: VariantPlan) -> Rendered:
     labels = [(VARIANT_LABEL, image_id), ("io.envrepro.variant.lock", plan.lock_digest)]
     remove = [_name(name) for name in plan.remove]
     dockerfile = template.render(
-        image=image, venv=VENV, uid=UID, labels=labels, install=bool(plan.install), remove=remove
-    )
+        image=image, venv=VENV, uid=UID, labels=labels, install=bool(plan.install), remove=remove,
+        builder_label=(BUILDER_LABEL, plan.lock_digest),
+    )  # fmt: skip
     lines = [line for req in plan.install for line in lock_entry(req)]
     files = [("Dockerfile", dockerfile.encode())]
     if plan.install:
@@ -142,6 +144,8 @@ def build_variant(
     ctx = write_context(rendered, secrets, cache_dir() / tag.rpartition(":")[2])
     log.info("building variant %s", tag)
     engine.build(context_tar(ctx), tag=tag)
+    for stage in engine.list_images(f"{BUILDER_LABEL}={plan.lock_digest}"):
+        engine.remove_image(stage.image_id)  # the legacy builder keeps it; a rerun is a hit on the tag
     return VariantImage(tag, built=True)
 
 
