@@ -84,6 +84,7 @@ def sizes(args: argparse.Namespace) -> None:
     from envrepro.variant_build import (
         build_variant,
         default_locker,
+        files_tag,
         lock_variant,
         plan_variant,
         variant_target,
@@ -98,9 +99,8 @@ def sizes(args: argparse.Namespace) -> None:
     target = variant_target(snap, snap.environment, args.image, pins, removed)
     started = time.perf_counter()
     image_id, lock = lock_variant(engine, args.image, target, default_locker(secrets))
-    variant = build_variant(
-        engine, args.image, image_id, plan_variant(lock, pins, removed, versions), secrets
-    )
+    plan = plan_variant(lock, pins, removed, versions)
+    variant = build_variant(engine, args.image, image_id, plan, secrets)
     took = time.perf_counter() - started
     base, built = engine.inspect_image(args.image), engine.inspect_image(variant.tag)
     print(
@@ -108,6 +108,11 @@ def sizes(args: argparse.Namespace) -> None:
     )
     print(f"image {base.size_bytes / 1e6:.0f} MB, variant {built.size_bytes / 1e6:.0f} MB: "
           f"+{(built.size_bytes - base.size_bytes) / 1e6:.1f} MB")  # fmt: skip
+    if plan.install:
+        files = engine.inspect_image(files_tag(plan))
+        print(
+            f"files image {files_tag(plan)}: {files.size_bytes / 1e6:.1f} MB (FROM scratch, kept as a cache)"
+        )
     history = subprocess.run(["docker", "history", "--no-trunc", "--format", "{{.Size}}\t{{.CreatedBy}}",
                               variant.tag], capture_output=True, text=True, check=True).stdout  # fmt: skip
     for line in history.splitlines()[: len(built.history) - len(base.history)]:

@@ -4,14 +4,19 @@ uninstalled, every other distribution the image's own. The pins are checked by a
 pins of those groups and the image's pins for the rest, resolved and hash-locked like `envrepro build`,
 kept in cache_dir()), and only the changed entries of that lock are installed.
 
-Layers (the legacy builder: no RUN --mount, no --squash): the builder stage, FROM the image and the only
-stage that sees the pip configuration, installs the changed distributions with --require-hashes --no-deps
-into a prefix of their own; the final stage, FROM the image, uninstalls the image's versions (a layer of
-deletions only) and COPYs that prefix over the venv (a layer of the new files only). So the variant
-weighs the image plus the changed distributions, and nothing but them differs from the image.
-
-The tag is a digest of the image's ID and the rendered files, so the same variant of the same image is
-built once: a rerun finds it (a cache hit, no build).
+Two images, both small over what they share (the engine's legacy builder has no RUN --mount and no
+--squash, so a download-install-delete in one layer would put the pip configuration in the variant):
+- the files image (templates/variant-files.Dockerfile.j2): a builder stage FROM the image, the only one
+  that sees the pip configuration, installs the changed distributions with --require-hashes --no-deps
+  into a prefix of their own; the image itself is FROM scratch with that prefix alone. Its tag is a digest
+  of the lock (which covers the Python and platform) and the entries installed, not of the image: a
+  variant of a rebuilt image with the same Python and pins reuses it. Kept as a cache (it is not a
+  variant), like the locks;
+- the variant (templates/variant.Dockerfile.j2), FROM the image: uninstalls the image's versions and what
+  training did not have (a layer of deletions only), COPYs the files image over the venv (a layer of the
+  new files only), the image's user again. Its tag is a digest of the image's ID and its Dockerfile (which
+  names the files image by its content tag): the same variant of the same image is built once.
+So nothing but the changed distributions differs from the image.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from envrepro.context import context_tar, write_context
 from envrepro.engine_api import ContainerEngine
@@ -34,9 +40,15 @@ from envrepro.resolve import resolve
 from envrepro.snapshot import Environment, Snapshot
 from envrepro.target import BuildSecrets, Lock, LockedRequirement, Rendered, Requirement, Target
 
+if TYPE_CHECKING:
+    import jinja2
+
 log = logging.getLogger(__name__)
 
 VARIANT_TEMPLATE = "variant.Dockerfile.j2"
+FILES_TEMPLATE = "variant-files.Dockerfile.j2"
+FILES_REPOSITORY = "envrepro-variant-files"  # the changed distributions alone, cached by content
+FILES_LABEL = "io.envrepro.variant.files"
 VARIANT_LOCK = "variant.lock.txt"  # the changed distributions only, hashed
 VARIANT_REPOSITORY = "envrepro-variant"
 VARIANT_LABEL = "io.envrepro.variant.of"  # the image ID a variant was derived from
@@ -92,19 +104,46 @@ def plan_variant(
 _NONE = LockedRequirement("", "", ())
 
 
-def render_variant(image: str, image_id: str, plan: VariantPlan) -> Rendered:
-    template = _environment(templates_dir()).get_template(VARIANT_TEMPLATE)
-    labels = [(VARIANT_LABEL, image_id), ("io.envrepro.variant.lock", plan.lock_digest)]
-    remove = [_name(name) for name in plan.remove]
-    dockerfile = template.render(
-        image=image, venv=VENV, uid=UID, labels=labels, install=bool(plan.install), remove=remove,
+def render_files(image: str, plan: VariantPlan) -> Rendered:
+    """The files image's build: the changed distributions installed into a prefix, alone."""
+    text = _template(FILES_TEMPLATE).render(
+        image=image, venv=VENV, labels=[(FILES_LABEL, plan.lock_digest)],
         builder_label=(BUILDER_LABEL, plan.lock_digest),
     )  # fmt: skip
     lines = [line for req in plan.install for line in lock_entry(req)]
-    files = [("Dockerfile", dockerfile.encode())]
-    if plan.install:
-        files.append((VARIANT_LOCK, ("\n".join(lines) + "\n").encode()))
-    return Rendered(files=tuple(sorted(files)))
+    return Rendered(files=(("Dockerfile", text.encode()), (VARIANT_LOCK, ("\n".join(lines) + "\n").encode())))
+
+
+def files_tag(plan: VariantPlan) -> str:
+    """The files image's content: the lock (its digest covers the Python and platform it was computed
+    for), the entries installed and the template; not the image, so another image of the same Python
+    reuses it."""
+    digest = hashlib.sha256(plan.lock_digest.encode())
+    for line in (
+        *(f"{r.name}=={r.version} {r.hashes}" for r in plan.install),
+        _template_text(FILES_TEMPLATE),
+    ):
+        digest.update(b"\0" + line.encode())
+    return f"{FILES_REPOSITORY}:{digest.hexdigest()[:16]}"
+
+
+def render_variant(image: str, image_id: str, plan: VariantPlan) -> Rendered:
+    """The variant's build: FROM the image, the image's versions uninstalled, the files image copied in."""
+    labels = [(VARIANT_LABEL, image_id), ("io.envrepro.variant.lock", plan.lock_digest)]
+    remove = [_name(name) for name in plan.remove]
+    files = files_tag(plan) if plan.install else ""
+    text = _template(VARIANT_TEMPLATE).render(
+        image=image, venv=VENV, uid=UID, labels=labels, files=files, remove=remove
+    )
+    return Rendered(files=(("Dockerfile", text.encode()),))
+
+
+def _template(name: str) -> jinja2.Template:
+    return _environment(templates_dir()).get_template(name)
+
+
+def _template_text(name: str) -> str:
+    return (templates_dir() / name).read_text(encoding="utf-8")
 
 
 def _name(value: str) -> str:
@@ -124,29 +163,47 @@ def variant_tag(image_id: str, rendered: Rendered) -> str:
 
 
 def lock_variant(engine: ContainerEngine, image: str, target: Target, locker: Locker) -> tuple[str, Lock]:
-    """The image's ID and the variant's lock (kept in the cache directory: a rerun reuses it).
+    """The image's ID and the variant's lock (kept in the cache directory by what decides it, not by the
+    image: a rerun, or a rebuild of the image with the same Python and pins, reuses it).
 
     A LockError says the pins cannot be installed together."""
     image_id = engine.inspect_image(image).image_id
-    work = cache_dir() / hashlib.sha256(f"{image_id}\n{target.requirements}".encode()).hexdigest()[:16]
+    inputs = (target.python_version, target.platform, target.pip_platforms, target.requirements)
+    work = cache_dir() / hashlib.sha256(repr(inputs).encode()).hexdigest()[:16]  # the lock's own inputs
     return image_id, locker(target, work)
 
 
 def build_variant(
     engine: ContainerEngine, image: str, image_id: str, plan: VariantPlan, secrets: BuildSecrets
 ) -> VariantImage:
-    """Render and build the variant, unless the engine already has it (its tag is its content)."""
+    """Render and build the variant, unless the engine already has it (its tag is its content); its files
+    image first, unless the engine has that (a variant of another image with the same Python built it)."""
     rendered = render_variant(image, image_id, plan)
     tag = variant_tag(image_id, rendered)
     if engine.image_exists(tag):
         log.info("variant %s: already built (cache hit)", tag)
         return VariantImage(tag, built=False)
-    ctx = write_context(rendered, secrets, cache_dir() / tag.rpartition(":")[2])
+    if plan.install:
+        _build_files(engine, image, plan, secrets)
     log.info("building variant %s", tag)
-    engine.build(context_tar(ctx), tag=tag)
-    for stage in engine.list_images(f"{BUILDER_LABEL}={plan.lock_digest}"):
-        engine.remove_image(stage.image_id)  # the legacy builder keeps it; a rerun is a hit on the tag
+    _build(engine, rendered, BuildSecrets(), tag)  # no pip configuration: nothing here runs pip install
     return VariantImage(tag, built=True)
+
+
+def _build_files(engine: ContainerEngine, image: str, plan: VariantPlan, secrets: BuildSecrets) -> None:
+    tag = files_tag(plan)
+    if engine.image_exists(tag):
+        log.info("variant files %s: already built (cache hit)", tag)
+        return
+    log.info("building variant files %s", tag)
+    _build(engine, render_files(image, plan), secrets, tag)
+    for stage in engine.list_images(f"{BUILDER_LABEL}={plan.lock_digest}"):
+        engine.remove_image(stage.image_id)  # the legacy builder keeps it; a rerun hits the files' tag
+
+
+def _build(engine: ContainerEngine, rendered: Rendered, secrets: BuildSecrets, tag: str) -> None:
+    ctx = write_context(rendered, secrets, cache_dir() / tag.replace(":", "-"))
+    engine.build(context_tar(ctx), tag=tag)
 
 
 def default_locker(secrets: BuildSecrets) -> Locker:

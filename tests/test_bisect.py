@@ -20,7 +20,14 @@ from envrepro.bisect_report import BisectReport, bisect_json, bisect_markdown, b
 from envrepro.ddmin import ddmin, split
 from envrepro.errors import LockError, UnsafeValueError
 from envrepro.target import Lock, LockedRequirement
-from envrepro.variant_build import VariantPlan, plan_variant, render_variant, variant_tag
+from envrepro.variant_build import (
+    VariantPlan,
+    files_tag,
+    plan_variant,
+    render_files,
+    render_variant,
+    variant_tag,
+)
 from envrepro.variants import Change, Group, env_override, groups, package_pins
 
 TF221 = snapshot.load(CASES / "tf221-cpu-snapshot" / "envrepro.lock.json").environment
@@ -221,9 +228,16 @@ BASE_ID = "sha256:" + "1" * 64
 
 
 def variant_files(plan: VariantPlan, image_id: str = BASE_ID) -> dict[str, str]:
-    return {
-        name: data.decode() for name, data in render_variant("envrepro-test/tf221:cpu", image_id, plan).files
-    }
+    """The variant's build files, and its files image's (under files/)."""
+    image = "envrepro-test/tf221:cpu"
+    files = {name: data.decode() for name, data in render_variant(image, image_id, plan).files}
+    if plan.install:
+        files.update({f"files/{n}": data.decode() for n, data in render_files(image, plan).files})
+    return files
+
+
+def words(text: str) -> str:
+    return " ".join(text.replace("\\\n", " ").split())
 
 
 def test_the_variant_installs_only_the_changed_distributions_and_pip_configuration_stays_in_the_builder() -> (
@@ -231,56 +245,58 @@ def test_the_variant_installs_only_the_changed_distributions_and_pip_configurati
 ):
     plan = VariantPlan(install=(NUMPY,), remove=("numpy", "optree"), lock_digest="d" * 64)
     files = variant_files(plan)
-    assert files["variant.lock.txt"] == "numpy==1.26.4 \\\n    --hash=sha256:" + "a" * 64 + "\n"
-    builder, final = files["Dockerfile"].split("\nFROM envrepro-test/tf221:cpu\n")
+    # the files image: a builder stage FROM the image installs the hashed entries; FROM scratch the prefix
+    assert files["files/variant.lock.txt"] == "numpy==1.26.4 \\\n    --hash=sha256:" + "a" * 64 + "\n"
+    builder, prefix = files["files/Dockerfile"].split("\nFROM scratch\n")
     assert "FROM envrepro-test/tf221:cpu AS builder\nUSER root" in builder
     assert (
         "COPY pip/ /tmp/envrepro-pip/" in builder and "PIP_CONFIG_FILE=/tmp/envrepro-pip/pip.conf" in builder
     )
-    install = " ".join(builder.replace("\\\n", " ").split())
-    assert "pip install --no-cache-dir --require-hashes --no-deps --ignore-installed" in install
-    assert "--prefix /tmp/envrepro-variant/opt/venv -r /tmp/envrepro/variant.lock.txt" in install
-    # the final stage: the image, its versions uninstalled, the new files copied in; no pip configuration
-    for secret_path in ("pip/", "envrepro-pip", "PIP_CONFIG_FILE", "pip.conf", "index-url"):
-        assert secret_path not in final
-    assert " ".join(final.replace("\\\n", " ").split()).count("pip uninstall --yes numpy optree") == 1
-    assert "COPY --from=builder /tmp/envrepro-variant/opt/venv/ /opt/venv/" in final
-    assert final.index("pip uninstall") < final.index("COPY --from=builder")
-    assert "pip install" not in final and "RUN" not in final.split("COPY --from=builder")[1]
-    assert final.rstrip().endswith("USER 10001:10001")
+    assert "pip install --no-cache-dir --require-hashes --no-deps --ignore-installed" in words(builder)
+    assert "--prefix /tmp/envrepro-variant/opt/venv -r /tmp/envrepro/variant.lock.txt" in words(builder)
+    assert words(prefix).startswith("COPY --from=builder /tmp/envrepro-variant/opt/venv/ / LABEL")
+    # the variant: the image, its versions uninstalled, the files copied in; no pip configuration
+    variant = files["Dockerfile"]
+    assert "Dockerfile" in files and "variant.lock.txt" not in files  # the variant's context: one file
+    for secret_path in ("pip/", "envrepro-pip", "PIP_CONFIG_FILE", "pip.conf", "index-url", "pip install"):
+        assert secret_path not in variant
+    assert variant.count("\nFROM ") == 1 and "\nFROM envrepro-test/tf221:cpu\nUSER root\n" in variant
+    assert words(variant).count("pip uninstall --yes numpy optree") == 1
+    assert f"COPY --from={files_tag(plan)} / /opt/venv/" in variant
+    assert variant.index("pip uninstall") < variant.index("COPY --from=")
+    assert variant.rstrip().endswith("USER 10001:10001")
 
 
-def test_a_variant_that_only_uninstalls_has_no_builder_stage_and_one_that_only_adds_uninstalls_nothing() -> (
+def test_a_variant_that_only_uninstalls_has_no_files_image_and_one_that_only_adds_uninstalls_nothing() -> (
     None
 ):
     only_remove = variant_files(VariantPlan(install=(), remove=("optree",), lock_digest="d" * 64))
-    assert "variant.lock.txt" not in only_remove
-    assert "AS builder" not in only_remove["Dockerfile"] and "pip/" not in only_remove["Dockerfile"]
-    assert "--from=builder" not in only_remove["Dockerfile"]
+    assert list(only_remove) == ["Dockerfile"] and "COPY" not in only_remove["Dockerfile"]
     only_add = variant_files(VariantPlan(install=(NUMPY,), remove=(), lock_digest="d" * 64))["Dockerfile"]
-    assert "pip uninstall" not in only_add and "COPY --from=builder" in only_add
+    assert "pip uninstall" not in only_add and "COPY --from=envrepro-variant-files:" in only_add
 
 
 @given(st.text(min_size=1, max_size=40))
-def test_every_value_in_the_variant_dockerfile_is_escaped_or_refused(hostile: str) -> None:
-    plain = variant_files(VariantPlan(install=(NUMPY,), remove=("numpy",), lock_digest="d" * 64))[
-        "Dockerfile"
-    ]
-    odd = variant_files(VariantPlan((NUMPY,), ("numpy",), hostile), image_id=hostile)["Dockerfile"]
-    assert odd.count("\n") == plain.count("\n")  # a label value cannot add a line (an instruction)
+def test_every_value_in_the_variant_dockerfiles_is_escaped_or_refused(hostile: str) -> None:
+    plain = variant_files(VariantPlan(install=(NUMPY,), remove=("numpy",), lock_digest="d" * 64))
+    odd = variant_files(VariantPlan((NUMPY,), ("numpy",), hostile), image_id=hostile)
+    for name in ("Dockerfile", "files/Dockerfile"):  # a label value cannot add a line (an instruction)
+        assert odd[name].count("\n") == plain[name].count("\n")
     with pytest.raises(UnsafeValueError):
         variant_files(VariantPlan((NUMPY,), ("numpy", "-" + hostile), "d"))  # never a pip option
     with pytest.raises(UnsafeValueError):
         variant_files(VariantPlan((NUMPY,), ("numpy", "x\nRUN " + hostile), "d"))
 
 
-def test_the_variant_tag_is_its_content_the_image_and_every_file_it_builds_from() -> None:
+def test_the_variant_tag_is_its_content_and_the_files_tag_does_not_depend_on_the_image() -> None:
     plan = VariantPlan(install=(NUMPY,), remove=("numpy",), lock_digest="d" * 64)
     other = VariantPlan(install=(NUMPY,), remove=("numpy", "optree"), lock_digest="d" * 64)
     tag = variant_tag(BASE_ID, render_variant("i", BASE_ID, plan))
     assert tag == variant_tag(BASE_ID, render_variant("i", BASE_ID, plan))
     assert tag != variant_tag("sha256:2", render_variant("i", BASE_ID, plan))
     assert tag != variant_tag(BASE_ID, render_variant("i", BASE_ID, other))
+    assert files_tag(plan) == files_tag(other)  # the same distributions installed, whatever is removed
+    assert files_tag(plan) != files_tag(VariantPlan(install=(NUMPY,), remove=(), lock_digest="e" * 64))
 
 
 def test_the_plan_installs_the_locked_training_pins_and_uninstalls_the_images_versions() -> None:

@@ -88,6 +88,15 @@ def run(world: World, snap: Path, model: Path, **options: Any):  # type: ignore[
     return bisect(BisectRequest(parity, **options), lambda: world.engine, locker=world.lock)
 
 
+def variants(world: World) -> list[dict[str, bytes]]:
+    """The variant images built (FROM the image), without their files images (FROM scratch)."""
+    return [b for b in world.engine.builds if b"\nFROM scratch\n" not in b["Dockerfile"]]
+
+
+def files_images(world: World) -> list[dict[str, bytes]]:
+    return [b for b in world.engine.builds if b"\nFROM scratch\n" in b["Dockerfile"]]
+
+
 def training_version(raw: Mapping[str, Any], name: str) -> str:
     return next(d["version"] for d in raw["environment"]["distributions"] if d["name"] == name)
 
@@ -125,11 +134,27 @@ def test_a_variable_and_a_package_together_are_both_in_the_cause_and_builds_are_
                   causes=["TF_ENABLE_ONEDNN_OPTS", "numpy"])  # fmt: skip
     result = run(world, snap, model)
     assert sorted(g.key for g in result.cause) == ["TF_ENABLE_ONEDNN_OPTS", "numpy"]
-    assert result.builds == len(world.engine.builds) == sum(t.built for t in result.trials) > 0
+    assert result.builds == len(variants(world)) == sum(t.built for t in result.trials) > 0
     assert result.removed and not any(tag in world.engine.images for tag in result.removed)
-    lock = world.engine.builds[0]["variant.lock.txt"].decode()
+    lock = files_images(world)[0]["variant.lock.txt"].decode()
     assert lock.startswith((f"numpy=={numpy} ", "h5py=="))  # only the changed distribution
-    assert IMAGE in world.engine.builds[0]["Dockerfile"].decode()
+    assert f"\nFROM {IMAGE}\n" in variants(world)[0]["Dockerfile"].decode()
+
+
+def test_a_rebuilt_image_reuses_the_files_image_and_the_lock_and_only_rebuilds_the_variant(
+    recorded: Recorded,  # noqa: F811
+) -> None:
+    snap, model, raw = recorded
+    world = World(raw, {}, {"numpy": "1.0.0"}, causes=["numpy"])
+    locked: list[str] = []
+    counting = world.lock
+    world.lock = lambda target, out: locked.append(str(out)) or counting(target, out)  # type: ignore[method-assign,func-returns-value]
+    first = run(world, snap, model)
+    world.engine.images[IMAGE] = ImageInfo("sha256:rebuilt", 1, (IMAGE,), {}, ())  # same pins, new ID
+    again = run(world, snap, model)
+    assert [g.key for g in again.cause] == ["numpy"] and again.builds == first.builds == 1
+    assert len(variants(world)) == 2 and len(files_images(world)) == 1  # the files image: a cache hit
+    assert len(set(locked)) == 1  # one lock directory for both: the lock is kept by its inputs
 
 
 def test_max_builds_stops_building_and_says_the_search_is_incomplete(recorded: Recorded) -> None:  # noqa: F811
@@ -148,7 +173,7 @@ def test_kept_variants_make_a_rerun_a_cache_hit(recorded: Recorded) -> None:  # 
     assert [g.key for g in first.cause] == ["numpy"] and first.builds == 1 and first.removed == ()
     again = run(world, snap, model, keep=True)
     assert [g.key for g in again.cause] == ["numpy"]
-    assert again.builds == 0 and len(world.engine.builds) == 1
+    assert again.builds == 0 and len(variants(world)) == len(files_images(world)) == 1
 
 
 @pytest.mark.parametrize(
@@ -220,12 +245,11 @@ def test_a_companion_only_in_the_image_is_uninstalled_by_its_groups_variant(reco
     result = run(world, snap, model)
     assert [g.key for g in result.cause] == ["tensorflow"]
     assert result.cause_trial is not None and result.cause_trial.max_abs_error == 0
-    locks = {b.get("variant.lock.txt", b"").decode(): b for b in world.engine.builds}
     # the tensorflow group's own variant installs its one changed distribution and nothing else
-    (built,) = [b for text, b in locks.items() if text.startswith(f"keras=={keras} ") and "numpy" not in text]
-    assert built["variant.lock.txt"].decode().count("==") == 1
-    dockerfile = " ".join(built["Dockerfile"].decode().replace("\\\n", " ").split())
-    assert "pip uninstall --yes keras tensorboard-extra" in dockerfile
+    locks = [f["variant.lock.txt"].decode() for f in files_images(world)]
+    assert [text.count("==") for text in locks if text.startswith(f"keras=={keras} ")] == [2, 1]
+    dockerfiles = [" ".join(v["Dockerfile"].decode().replace("\\\n", " ").split()) for v in variants(world)]
+    assert any("pip uninstall --yes keras tensorboard-extra COPY" in text for text in dockerfiles)
 
 
 def test_preprocessing_that_differs_is_a_group_whose_return_restores_parity_without_a_build(
