@@ -2,7 +2,7 @@
 distributions of the groups it returns: their training pins installed, what training did not have
 uninstalled, every other distribution the image's own. The pins are checked by a full lock (the training
 pins of those groups and the image's pins for the rest, resolved and hash-locked like `envrepro build`,
-kept in cache_dir()), and only the changed entries of that lock are installed.
+kept in cache_dir()), and only the entries of that lock the image does not have are installed.
 
 Two images, both small over what they share (the engine's legacy builder has no RUN --mount and no
 --squash, so a download-install-delete in one layer would put the pip configuration in the variant):
@@ -39,6 +39,7 @@ from envrepro.render import UID, VENV, _environment, templates_dir
 from envrepro.resolve import resolve
 from envrepro.snapshot import Environment, Snapshot
 from envrepro.target import BuildSecrets, Lock, LockedRequirement, Rendered, Requirement, Target
+from envrepro.variants import installers
 
 if TYPE_CHECKING:
     import jinja2
@@ -91,14 +92,21 @@ def variant_target(
 def plan_variant(
     lock: Lock, pins: Mapping[str, str], removed: Sequence[str], image_versions: Mapping[str, str]
 ) -> VariantPlan:
-    """The lock's entries for the training pins, and what to uninstall. LockError when the lock does not
-    hold a pin as asked (the resolver moved it)."""
+    """What the variant changes: every entry of the lock the image does not have at that version (the
+    training pins, and what the resolver added for them that the image lacks), and the image's versions
+    of those and `removed` to uninstall. The installers (pip, setuptools, wheel) stay the image's.
+    LockError when the lock does not hold a pin as asked."""
     locked = {req.name: req for req in lock.requirements}
     wrong = sorted(name for name, version in pins.items() if locked.get(name, _NONE).version != version)
     if wrong:
         raise LockError(wrong[0], "the variant's lock does not hold the training pin")
-    remove = sorted({*removed, *(name for name in pins if name in image_versions)})
-    return VariantPlan(tuple(locked[name] for name in sorted(pins)), tuple(remove), lock.input_digest)
+    skip = set(installers())
+    install = [r for r in lock.requirements if r.name not in skip and image_versions.get(r.name) != r.version]
+    added = sorted({r.name for r in install} - set(pins))
+    if added:
+        log.info("the training pins need %s, which the image lacks or has at another version", added)
+    remove = sorted({*removed, *(r.name for r in install if r.name in image_versions)})
+    return VariantPlan(tuple(sorted(install, key=lambda r: r.name)), tuple(remove), lock.input_digest)
 
 
 _NONE = LockedRequirement("", "", ())

@@ -67,9 +67,8 @@ def package_groups(training: Mapping[str, str], image: Mapping[str, str]) -> tup
     distribution only in the image and in no companion group is no group (uninstalling it alone breaks what
     needs it, and it is not imported otherwise); the installers pip, setuptools and wheel are no group."""
     by_key: dict[str, list[Change]] = {}
-    installers = set(load_json("bisect_groups.json")["installers"])
     companions = companion_groups()
-    for name in sorted((set(training) | set(image)) - installers):
+    for name in sorted((set(training) | set(image)) - set(installers())):
         key = group_key(name)
         if training.get(name) != image.get(name) and (name in training or key in companions):
             by_key.setdefault(key, []).append(Change(name, image.get(name), training.get(name)))
@@ -83,6 +82,11 @@ def preprocessing_group(function: str) -> Group:
         "preprocessing",
         (Change(f"preprocessing {function}", "in the image", "as recorded in training"),),
     )
+
+
+def installers() -> tuple[str, ...]:
+    """pip, setuptools, wheel: no group, and never changed by a variant (bisect_groups.json says why)."""
+    return tuple(load_json("bisect_groups.json")["installers"])
 
 
 def group_key(name: str) -> str:

@@ -310,6 +310,15 @@ def test_the_plan_installs_the_locked_training_pins_and_uninstalls_the_images_ve
         plan_variant(lock, {"numpy": "1.26.3"}, (), {})
 
 
+def test_what_the_resolver_adds_for_the_training_pins_is_installed_too_but_never_the_installers() -> None:
+    werkzeug, setuptools = (
+        LockedRequirement(n, v, ("sha256:c",)) for n, v in (("werkzeug", "3.1"), ("setuptools", "80.0"))
+    )
+    lock = Lock(text="", requirements=(NUMPY, setuptools, werkzeug), input_digest="d")
+    plan = plan_variant(lock, {"numpy": "1.26.4"}, (), {"numpy": "2.1.0", "setuptools": "65.5.0"})
+    assert plan.install == (NUMPY, werkzeug) and plan.remove == ("numpy",)
+
+
 def test_a_companion_only_in_the_image_joins_its_group_and_is_uninstalled_a_lone_one_is_no_group() -> None:
     from envrepro.variants import package_groups, package_removals
 
