@@ -1,8 +1,9 @@
 """`envrepro bisect`: which difference between training and the image breaks the model, by experiment.
 
 parity -> groups (variants.py) -> ddmin over the groups (ddmin.py), each test one variant: the image with
-some groups returned to their training value (variables at run time; distributions in a derived image,
-variant_build.py) run through the same parity chain, in the same sandbox. This module only chains them and
+some groups returned to their training value (variables at run time; preprocessing by leaving its own
+comparison out, as the model already gets training's preprocessed inputs; distributions in a derived
+image, variant_build.py) run through the same parity chain, in the same sandbox. This module only chains them and
 keeps the books: every variant tried, what it changed, what it measured, how many builds it cost.
 """
 
