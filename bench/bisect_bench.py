@@ -87,6 +87,7 @@ def sizes(args: argparse.Namespace) -> None:
         files_tag,
         lock_variant,
         plan_variant,
+        platform_key,
         variant_target,
     )
 
@@ -99,7 +100,7 @@ def sizes(args: argparse.Namespace) -> None:
     target = variant_target(snap, snap.environment, args.image, pins, removed)
     started = time.perf_counter()
     image_id, lock = lock_variant(engine, args.image, target, default_locker(secrets))
-    plan = plan_variant(lock, pins, removed, versions)
+    plan = plan_variant(lock, pins, removed, versions, platform_key(target))
     variant = build_variant(engine, args.image, image_id, plan, secrets)
     took = time.perf_counter() - started
     base, built = engine.inspect_image(args.image), engine.inspect_image(variant.tag)

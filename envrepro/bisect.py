@@ -3,8 +3,8 @@
 parity -> groups (variants.py) -> ddmin over the groups (ddmin.py), each test one variant: the image with
 some groups returned to their training value (variables at run time; preprocessing by leaving its own
 comparison out, as the model already gets training's preprocessed inputs; distributions in a derived
-image, variant_build.py) run through the same parity chain, in the same sandbox. This module only chains them and
-keeps the books: every variant tried, what it changed, what it measured, how many builds it cost.
+image, variant_build.py) run through the same parity chain, in the same sandbox. This module only chains
+them and keeps the books: every variant tried, what it changed, what it measured, how many builds it cost.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from envrepro.variant_build import (
     default_locker,
     lock_variant,
     plan_variant,
+    platform_key,
     variant_target,
 )
 from envrepro.variants import (
@@ -277,7 +278,7 @@ class _Lab:
         versions = {d.key: d.version for d in self.first.image.distributions}
         try:
             image_id, lock = lock_variant(self.engine, image, target, self._locker())
-            return image_id, plan_variant(lock, pins, removed, versions)
+            return image_id, plan_variant(lock, pins, removed, versions, platform_key(target))
         except LockError as exc:
             keys = tuple(g.key for g in chosen if g.kind == "packages")
             raise VariantUnresolvableError(keys, str(exc)) from exc

@@ -71,6 +71,7 @@ class VariantPlan:
     install: tuple[LockedRequirement, ...]  # the training pins, hashed, from the variant's full lock
     remove: tuple[str, ...]  # uninstalled first: the image's versions of those, and what training lacked
     lock_digest: str  # the full lock's input digest (a label of the variant)
+    platform: str = ""  # what the files are installed for: platform_key() of the lock's target
 
 
 def variant_target(
@@ -89,8 +90,19 @@ def variant_target(
     return replace(base, requirements=tuple(sorted(kept.values(), key=lambda r: r.name)))
 
 
+def platform_key(target: Target) -> str:
+    """The Python and platform a lock was computed for: what else decides the files a pin installs."""
+    return hashlib.sha256(
+        repr((target.python_version, target.platform, target.pip_platforms)).encode()
+    ).hexdigest()
+
+
 def plan_variant(
-    lock: Lock, pins: Mapping[str, str], removed: Sequence[str], image_versions: Mapping[str, str]
+    lock: Lock,
+    pins: Mapping[str, str],
+    removed: Sequence[str],
+    image_versions: Mapping[str, str],
+    platform: str = "",
 ) -> VariantPlan:
     """What the variant changes: every entry of the lock the image does not have at that version (the
     training pins, and what the resolver added for them that the image lacks), and the image's versions
@@ -106,7 +118,8 @@ def plan_variant(
     if added:
         log.info("the training pins need %s, which the image lacks or has at another version", added)
     remove = sorted({*removed, *(r.name for r in install if r.name in image_versions)})
-    return VariantPlan(tuple(sorted(install, key=lambda r: r.name)), tuple(remove), lock.input_digest)
+    entries = tuple(sorted(install, key=lambda r: r.name))
+    return VariantPlan(entries, tuple(remove), lock.input_digest, platform)
 
 
 _NONE = LockedRequirement("", "", ())
@@ -115,18 +128,18 @@ _NONE = LockedRequirement("", "", ())
 def render_files(image: str, plan: VariantPlan) -> Rendered:
     """The files image's build: the changed distributions installed into a prefix, alone."""
     text = _template(FILES_TEMPLATE).render(
-        image=image, venv=VENV, labels=[(FILES_LABEL, plan.lock_digest)],
-        builder_label=(BUILDER_LABEL, plan.lock_digest),
+        image=image, venv=VENV, labels=[(FILES_LABEL, files_tag(plan))],
+        builder_label=(BUILDER_LABEL, files_tag(plan)),
     )  # fmt: skip
     lines = [line for req in plan.install for line in lock_entry(req)]
     return Rendered(files=(("Dockerfile", text.encode()), (VARIANT_LOCK, ("\n".join(lines) + "\n").encode())))
 
 
 def files_tag(plan: VariantPlan) -> str:
-    """The files image's content: the lock (its digest covers the Python and platform it was computed
-    for), the entries installed and the template; not the image, so another image of the same Python
-    reuses it."""
-    digest = hashlib.sha256(plan.lock_digest.encode())
+    """The files image's content: the entries installed, the Python and platform the lock was computed
+    for, and the template; not the image nor the rest of the lock, so another set of groups that installs
+    the same, or another image of the same Python, reuses it."""
+    digest = hashlib.sha256(plan.platform.encode())
     for line in (
         *(f"{r.name}=={r.version} {r.hashes}" for r in plan.install),
         _template_text(FILES_TEMPLATE),
@@ -137,9 +150,10 @@ def files_tag(plan: VariantPlan) -> str:
 
 def render_variant(image: str, image_id: str, plan: VariantPlan) -> Rendered:
     """The variant's build: FROM the image, the image's versions uninstalled, the files image copied in."""
-    labels = [(VARIANT_LABEL, image_id), ("io.envrepro.variant.lock", plan.lock_digest)]
-    remove = [_name(name) for name in plan.remove]
     files = files_tag(plan) if plan.install else ""
+    labels = [(VARIANT_LABEL, image_id), ("io.envrepro.variant.lock", plan.lock_digest)]
+    labels += [(FILES_LABEL, files)] if files else []
+    remove = [_name(name) for name in plan.remove]
     text = _template(VARIANT_TEMPLATE).render(
         image=image, venv=VENV, uid=UID, labels=labels, files=files, remove=remove
     )
@@ -205,7 +219,7 @@ def _build_files(engine: ContainerEngine, image: str, plan: VariantPlan, secrets
         return
     log.info("building variant files %s", tag)
     _build(engine, render_files(image, plan), secrets, tag)
-    for stage in engine.list_images(f"{BUILDER_LABEL}={plan.lock_digest}"):
+    for stage in engine.list_images(f"{BUILDER_LABEL}={tag}"):
         engine.remove_image(stage.image_id)  # the legacy builder keeps it; a rerun hits the files' tag
 
 
