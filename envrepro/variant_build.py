@@ -151,8 +151,8 @@ def files_tag(plan: VariantPlan) -> str:
 def render_variant(image: str, image_id: str, plan: VariantPlan) -> Rendered:
     """The variant's build: FROM the image, the image's versions uninstalled, the files image copied in."""
     files = files_tag(plan) if plan.install else ""
-    labels = [(VARIANT_LABEL, image_id), ("io.envrepro.variant.lock", plan.lock_digest)]
-    labels += [(FILES_LABEL, files)] if files else []
+    # Only what the variant holds (not the full lock): two sets of groups that change the same get one tag
+    labels = [(VARIANT_LABEL, image_id), *([(FILES_LABEL, files)] if files else [])]
     remove = [_name(name) for name in plan.remove]
     text = _template(VARIANT_TEMPLATE).render(
         image=image, venv=VENV, uid=UID, labels=labels, files=files, remove=remove

@@ -297,7 +297,9 @@ def test_the_variant_tag_is_its_content_and_the_files_tag_does_not_depend_on_the
     assert tag != variant_tag("sha256:2", render_variant("i", BASE_ID, plan))
     assert tag != variant_tag(BASE_ID, render_variant("i", BASE_ID, other))
     assert files_tag(plan) == files_tag(other)  # the same distributions installed, whatever is removed
-    # another set of groups whose lock differs elsewhere installs the same files: one files image
+    # another set of groups whose lock differs elsewhere but changes the same: one variant, one files image
+    elsewhere = VariantPlan(install=(NUMPY,), remove=("numpy",), lock_digest="e" * 64)
+    assert tag == variant_tag(BASE_ID, render_variant("i", BASE_ID, elsewhere))
     assert files_tag(plan) == files_tag(VariantPlan(install=(NUMPY,), remove=(), lock_digest="e" * 64))
     assert files_tag(plan) != files_tag(VariantPlan((NUMPY,), (), "d" * 64, platform="python 3.12"))
     assert files_tag(plan) != files_tag(VariantPlan((replace(NUMPY, version="1.26.3"),), (), "d" * 64))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,24 @@ class World:
         self.locks: dict[str, dict[str, str]] = {}  # lock input digest -> the pins it installs
         self.engine = FakeEngine(images={IMAGE: ImageInfo("sha256:base", 1, (IMAGE,), {}, ())})
         self.engine.handlers = _AnyImage(self.run)  # type: ignore[assignment]
+        self.contexts: dict[str, dict[str, bytes]] = {}  # tag -> the files its build read
+        build = self.engine.build
+
+        def built(context_tar: bytes, *, tag: str, **options: Any) -> Any:
+            result = build(context_tar, tag=tag, **options)
+            self.contexts[tag] = self.engine.builds[-1]
+            return result
+
+        self.engine.build = built  # type: ignore[method-assign]
+
+    def installed(self, image: str, base: Mapping[str, str]) -> dict[str, str]:
+        """What a variant's Dockerfile leaves installed: `pip uninstall` names out, its files image's in."""
+        dockerfile = self.contexts[image]["Dockerfile"].decode().replace("\\\n", " ")
+        removed = re.search(r"pip uninstall --yes ([^\n]*)", dockerfile)
+        files = re.search(r"COPY --from=(\S+) ", dockerfile)
+        versions = {k: v for k, v in base.items() if not removed or k not in removed.group(1).split()}
+        lock = self.contexts[files.group(1)]["variant.lock.txt"].decode() if files else ""
+        return {**versions, **dict(re.findall(r"^([\w.-]+)==(\S+)", lock, flags=re.MULTILINE))}
 
     def lock(self, target: Target, out_dir: Path) -> Lock:
         pins = {r.name: r.version for r in target.requirements}
@@ -50,11 +69,11 @@ class World:
     ) -> RunResult:
         unset = {command[i + 1] for i, word in enumerate(command[:-1]) if word == "-u"}
         env = {k: v for k, v in {**self.env, **environment}.items() if k not in unset and k != "HOME"}
-        label = self.engine.images[image].labels.get("io.envrepro.variant.lock")
         training_env = self.raw["environment"]["env"]
         training = {d["name"]: d["version"] for d in self.raw["environment"]["distributions"]}
-        versions = self.locks[label] if label else {**training, **self.versions}  # a variant: what it locked
-        moved = [n for n in self.causes if (env.get(n) if n.isupper() else versions.get(n))
+        versions = {_key(k): v for k, v in {**training, **self.versions}.items()}
+        versions = self.installed(image, versions) if image in self.contexts else versions
+        moved = [n for n in self.causes if (env.get(n) if n.isupper() else versions.get(_key(n)))
                  != (training_env.get(n) if n.isupper() else training.get(n))]  # fmt: skip
         out = fs.path(OUT_DIR)
         with np.load(fs.path(command[command.index("--inputs") + 1])) as data:
@@ -65,6 +84,10 @@ class World:
         model = {**self.raw["models"][0], "reference": None}
         (out / "record.json").write_text(json.dumps({"environment": environment_record, "models": [model]}))
         return RunResult(0, "ok")
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 class _AnyImage(dict):  # type: ignore[type-arg]
