@@ -63,7 +63,9 @@ def real(args: argparse.Namespace) -> None:
     envrepro = [sys.executable, "-m", "envrepro"]
     with tempfile.TemporaryDirectory() as folder:
         snap = Path(folder) / "envrepro.lock.json"
-        model = str(Path(args.models) / "dense.h5")
+        model = str(
+            Path(args.models) / "cnn.keras"
+        )  # dense.h5 gives bit-identical outputs: nothing to bisect
         subprocess.run([*envrepro, "snapshot", "--python", args.python215, "--model", model, "-o", str(snap)],
                        check=True, capture_output=True)  # fmt: skip
         bisect_s, code = timed([*envrepro, "bisect", "--snapshot", str(snap), "--model", model,
