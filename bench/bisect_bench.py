@@ -6,8 +6,14 @@
 2. `--real`: the wall time of test (b) — a TF 2.15.1 / Keras 2 model, the image of the TF 2.21 snapshot,
    `--atol 0 --rtol 0` — as a ratio to one cold `envrepro build --no-cache` of the TF 2.15 snapshot.
 
+3. `--sizes NAME==VERSION,...`: builds the variant of `--image` that returns those distributions (the
+   snapshot `--image-snapshot` says what the image has), as bisect builds it, and prints its size against
+   the image's and the layers it adds (`docker image inspect` Size, `docker history`). The variant is kept:
+   a second run is a cache hit; remove it with `docker rmi`.
+
 usage: python bench/bisect_bench.py [--groups 2,4,8,16,32] [--real --python215 PATH --models DIR
        --image envrepro-test/tf221:cpu --base-image envrepro-test/python:3.11-bookworm]
+       [--sizes numpy==2.3.5 --image-snapshot envrepro.lock.json]
 """
 
 from __future__ import annotations
@@ -57,7 +63,9 @@ def real(args: argparse.Namespace) -> None:
     envrepro = [sys.executable, "-m", "envrepro"]
     with tempfile.TemporaryDirectory() as folder:
         snap = Path(folder) / "envrepro.lock.json"
-        model = str(Path(args.models) / "dense.h5")
+        model = str(
+            Path(args.models) / "cnn.keras"
+        )  # dense.h5 gives bit-identical outputs: nothing to bisect
         subprocess.run([*envrepro, "snapshot", "--python", args.python215, "--model", model, "-o", str(snap)],
                        check=True, capture_output=True)  # fmt: skip
         bisect_s, code = timed([*envrepro, "bisect", "--snapshot", str(snap), "--model", model,
@@ -71,6 +79,49 @@ def real(args: argparse.Namespace) -> None:
         subprocess.run(["docker", "rmi", "envrepro-bench/tf215:cold"], capture_output=True, check=False)
 
 
+def sizes(args: argparse.Namespace) -> None:
+    from envrepro import snapshot
+    from envrepro.build import BuildRequest, build_secrets
+    from envrepro.engine import DockerEngine
+    from envrepro.variant_build import (
+        build_variant,
+        default_locker,
+        files_tag,
+        lock_variant,
+        plan_variant,
+        platform_key,
+        variant_target,
+    )
+
+    pins = dict(pin.split("==", 1) for pin in args.sizes.split(","))
+    removed = tuple(name for name, version in pins.items() if not version)
+    pins = {name: version for name, version in pins.items() if version}
+    snap = snapshot.load(Path(args.image_snapshot))
+    engine, secrets = DockerEngine(), build_secrets(BuildRequest(snapshot_path=Path(args.image_snapshot)))
+    versions = {d.key: d.version for d in snap.environment.distributions}
+    target = variant_target(snap, snap.environment, args.image, pins, removed)
+    started = time.perf_counter()
+    image_id, lock = lock_variant(engine, args.image, target, default_locker(secrets))
+    plan = plan_variant(lock, pins, removed, versions, platform_key(target))
+    variant = build_variant(engine, args.image, image_id, plan, secrets)
+    took = time.perf_counter() - started
+    base, built = engine.inspect_image(args.image), engine.inspect_image(variant.tag)
+    print(
+        f"variant {variant.tag} ({'built' if variant.built else 'cache hit'} in {took:.0f} s) of {args.image}"
+    )
+    print(f"image {base.size_bytes / 1e6:.0f} MB, variant {built.size_bytes / 1e6:.0f} MB: "
+          f"+{(built.size_bytes - base.size_bytes) / 1e6:.1f} MB")  # fmt: skip
+    if plan.install:
+        files = engine.inspect_image(files_tag(plan))
+        print(
+            f"files image {files_tag(plan)}: {files.size_bytes / 1e6:.1f} MB (FROM scratch, kept as a cache)"
+        )
+    history = subprocess.run(["docker", "history", "--no-trunc", "--format", "{{.Size}}\t{{.CreatedBy}}",
+                              variant.tag], capture_output=True, text=True, check=True).stdout  # fmt: skip
+    for line in history.splitlines()[: len(built.history) - len(base.history)]:
+        print("  layer", line[:150])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", default="2,4,8,16,32")
@@ -81,7 +132,12 @@ def main() -> None:
     parser.add_argument("--models", help="A folder of models saved by TF 2.15 (tests/support/make_models.py)")
     parser.add_argument("--image", default="envrepro-test/tf221:cpu")
     parser.add_argument("--base-image", default="envrepro-test/python:3.11-bookworm")
+    parser.add_argument("--sizes", metavar="NAME==VERSION,...", help="Build this variant, show its size")
+    parser.add_argument("--image-snapshot", help="The snapshot the --image was built from (for --sizes)")
     args = parser.parse_args()
+    if args.sizes:
+        sizes(args)
+        return
     builds_table([int(n) for n in args.groups.split(",")])
     if args.real:
         real(args)

@@ -1,9 +1,10 @@
 """`envrepro bisect`: which difference between training and the image breaks the model, by experiment.
 
 parity -> groups (variants.py) -> ddmin over the groups (ddmin.py), each test one variant: the image with
-some groups returned to their training value (variables at run time; distributions in a derived image,
-variant_build.py) run through the same parity chain, in the same sandbox. This module only chains them and
-keeps the books: every variant tried, what it changed, what it measured, how many builds it cost.
+some groups returned to their training value (variables at run time; preprocessing by leaving its own
+comparison out, as the model already gets training's preprocessed inputs; distributions in a derived
+image, variant_build.py) run through the same parity chain, in the same sandbox. This module only chains
+them and keeps the books: every variant tried, what it changed, what it measured, how many builds it cost.
 """
 
 from __future__ import annotations
@@ -31,8 +32,17 @@ from envrepro.errors import (
 )
 from envrepro.parity import ParityRequest, ParityRun, parity_run
 from envrepro.parity_model import ParityReport
-from envrepro.target import BuildSecrets, Lock
-from envrepro.variant_build import Locker, build_variant, default_locker, lock_variant, variant_target
+from envrepro.target import BuildSecrets
+from envrepro.variant_build import (
+    Locker,
+    VariantPlan,
+    build_variant,
+    default_locker,
+    lock_variant,
+    plan_variant,
+    platform_key,
+    variant_target,
+)
 from envrepro.variants import (
     DEFAULT_MAX_BUILDS,
     Group,
@@ -41,7 +51,11 @@ from envrepro.variants import (
     env_override,
     groups,
     merged,
+    needs_build,
     package_pins,
+    package_removals,
+    preprocessing_group,
+    returns_preprocessing,
 )
 
 log = logging.getLogger(__name__)
@@ -107,7 +121,7 @@ def bisect(
     first = parity_run(request.parity, engine)
     if first.report.passed:
         return BisectResult(first.report, ())
-    found = groups(first.training, first.image)
+    found = (*groups(first.training, first.image), *_preprocessing(first.report))
     lab = _Lab(request, engine(), first, locker, progress or (lambda _line: None))
     lab.say(f"parity failed (max abs {max_abs(first.report):.3g}); {len(found)} groups differ")
     try:
@@ -126,10 +140,17 @@ def bisect(
     )
 
 
+def _preprocessing(report: ParityReport) -> tuple[Group, ...]:
+    """The recorded preprocessing as a group, when its output differs in the image."""
+    differs = any(not o.passed for o in report.preprocessing)
+    return (preprocessing_group(report.preprocess_function),) if differs else ()
+
+
 def _search(found: Sequence[Group], lab: _Lab) -> tuple[tuple[Group, ...], tuple[Group, ...] | None]:
-    """Variables first, as they cost no build: if returning them all restores parity, the cause is there.
-    Otherwise package groups that cannot be installed alone are merged first, then ddmin over all."""
-    env = tuple(g for g in found if g.kind == "env")
+    """Variables and preprocessing first, as they cost no build: if returning them all restores parity,
+    the cause is there. Otherwise package groups that cannot be installed alone are merged first, then
+    ddmin over all."""
+    env = tuple(g for g in found if not needs_build([g]))
     if env and len(env) < len(found) and lab.test(env):
         return tuple(found), ddmin(env, lab.test)
     together = merge_unresolvable(found, lab.lock_error, lab.say)
@@ -178,9 +199,20 @@ def _named(group: Group, message: str) -> bool:
     return any(re.search(rf"(?<![\w.-]){re.escape(c.name)}(?![\w-])", message) for c in group.changes)
 
 
-def max_abs(report: ParityReport) -> float:
-    errors = [o.max_abs_error for o in (*report.outputs, *report.preprocessing)]
+def max_abs(report: ParityReport, *, preprocessing: bool = True) -> float:
+    """The largest max abs error of the model's outputs and (unless left out) the preprocessing's."""
+    errors = [o.max_abs_error for o in (*report.outputs, *(report.preprocessing if preprocessing else ()))]
     return max(errors, default=0.0)
+
+
+def _measured(report: ParityReport, chosen: Sequence[Group]) -> tuple[bool, float]:
+    """Whether a variant passes, and its error. With preprocessing returned, the model sees the training
+    preprocessing's output (parity feeds it the recorded inputs): only the preprocessing's own comparison
+    is left out."""
+    if not returns_preprocessing(chosen):
+        return report.passed, max_abs(report)
+    passed = not report.model_mismatch and all(o.passed for o in report.outputs)
+    return passed, max_abs(report, preprocessing=False)
 
 
 @dataclass
@@ -216,19 +248,19 @@ class _Lab:
             run = parity_run(replace(self.request.parity, image=image, environment=env), lambda: self.engine)
         except _VARIANT_FAILURES as exc:  # this variant could not be measured; the search goes on
             return Trial(keys, changed, image, built, passed=None, max_abs_error=math.inf, note=str(exc))
-        return Trial(keys, changed, image, built, run.report.passed, max_abs(run.report))
+        return Trial(keys, changed, image, built, *_measured(run.report, chosen))
 
     def _image(self, chosen: tuple[Group, ...]) -> tuple[str, bool]:
         """The image to run the variant in: the image itself, or a derived one with the training pins."""
         image = self.first.report.image
-        if not package_pins(chosen):
+        if not needs_build(chosen):
             return image, False
         if self.builds >= self.request.max_builds:
             self.exhausted = True
             raise BuildBudgetError(self.request.max_builds)
-        image_id, lock = self._lock(chosen)
+        image_id, plan = self._lock(chosen)
         try:
-            variant = build_variant(self.engine, image, image_id, lock, self._secrets())
+            variant = build_variant(self.engine, image, image_id, plan, self._secrets())
         except BuildFailedError:
             self.builds += 1  # spent, though it failed
             raise
@@ -237,12 +269,16 @@ class _Lab:
             self.built.append(variant.tag)
         return variant.tag, variant.built
 
-    def _lock(self, chosen: Sequence[Group]) -> tuple[str, Lock]:
+    def _lock(self, chosen: Sequence[Group]) -> tuple[str, VariantPlan]:
+        """The image's ID and what the variant changes, checked by a full lock of the image's pins with
+        the training pins of `chosen` (VariantUnresolvableError: they cannot be installed together)."""
         snap = snapshot.load(self.request.parity.snapshot_path)
-        image = self.first.report.image
-        target = variant_target(snap, self.first.image, image, package_pins(chosen))
+        image, pins, removed = self.first.report.image, package_pins(chosen), package_removals(chosen)
+        target = variant_target(snap, self.first.image, image, pins, removed)
+        versions = {d.key: d.version for d in self.first.image.distributions}
         try:
-            return lock_variant(self.engine, image, target, self._locker())
+            image_id, lock = lock_variant(self.engine, image, target, self._locker())
+            return image_id, plan_variant(lock, pins, removed, versions, platform_key(target))
         except LockError as exc:
             keys = tuple(g.key for g in chosen if g.kind == "packages")
             raise VariantUnresolvableError(keys, str(exc)) from exc

@@ -19,7 +19,7 @@ from envrepro.variants import describe_set
 
 class GroupEntry(_Frozen):
     key: str
-    kind: str  # env: set at run time, no build; packages: a derived image
+    kind: str  # env: set at run time; preprocessing: the recorded output; packages: a derived image
     changed: str  # "name image-value → training-value, ..."
 
 

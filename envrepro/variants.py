@@ -2,8 +2,11 @@
 
 Pure. Each numerics environment variable is a group of its own; TensorFlow, Keras and their pinned
 companions one group; NumPy one; the CUDA/cuDNN wheels one; every other distribution its own
-(envrepro/data/bisect_groups.json says which names go together, and why). A group "returns" to the
-training value: a variable at container run time, distributions in an image derived from the image.
+(envrepro/data/bisect_groups.json says which names go together, and why); the recorded preprocessing, when
+its output differs in the image, one more. A group "returns" to the training value: a variable at
+container run time; distributions in an image derived from the image (the group's training pins installed,
+its distributions that training did not have uninstalled); preprocessing by taking the recorded training
+output as what the model sees, which parity already feeds the model, so only its own comparison is left out.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import Literal
 from envrepro.data import load_json, numerics_env_names
 from envrepro.snapshot import Environment
 
-GroupKind = Literal["env", "packages"]
+GroupKind = Literal["env", "packages", "preprocessing"]
+PREPROCESSING = "preprocessing"  # the key of the preprocessing group
 LOG_ONLY = "TF_CPP_MIN_LOG_LEVEL"  # recorded, but set by envrepro itself in every probe run
 
 DEFAULT_MAX_BUILDS = 8  # variant images one bisect may build unless --max-builds says otherwise
@@ -58,14 +62,31 @@ def env_groups(training: Mapping[str, str], image: Mapping[str, str]) -> tuple[G
 
 
 def package_groups(training: Mapping[str, str], image: Mapping[str, str]) -> tuple[Group, ...]:
-    """Distributions whose version differs and that training had (one only in the image stays; the
-    installers pip, setuptools and wheel are no group)."""
+    """Distributions whose version differs and that training had, and those only in the image that belong
+    to a companion group (Keras 3's tensorboard companions...): the group's variant uninstalls them. A
+    distribution only in the image and in no companion group is no group (uninstalling it alone breaks what
+    needs it, and it is not imported otherwise); the installers pip, setuptools and wheel are no group."""
     by_key: dict[str, list[Change]] = {}
-    installers = set(load_json("bisect_groups.json")["installers"])
-    for name in sorted(set(training) - installers):
-        if training[name] != image.get(name):
-            by_key.setdefault(group_key(name), []).append(Change(name, image.get(name), training[name]))
+    companions = companion_groups()
+    for name in sorted((set(training) | set(image)) - set(installers())):
+        key = group_key(name)
+        if training.get(name) != image.get(name) and (name in training or key in companions):
+            by_key.setdefault(key, []).append(Change(name, image.get(name), training.get(name)))
     return tuple(Group(key, "packages", tuple(by_key[key])) for key in sorted(by_key, key=_group_order))
+
+
+def preprocessing_group(function: str) -> Group:
+    """The recorded preprocessing, whose output differs in the image, as a group of its own."""
+    return Group(
+        PREPROCESSING,
+        "preprocessing",
+        (Change(f"preprocessing {function}", "in the image", "as recorded in training"),),
+    )
+
+
+def installers() -> tuple[str, ...]:
+    """pip, setuptools, wheel: no group, and never changed by a variant (bisect_groups.json says why)."""
+    return tuple(load_json("bisect_groups.json")["installers"])
 
 
 def group_key(name: str) -> str:
@@ -98,6 +119,19 @@ def env_override(chosen: Iterable[Group]) -> dict[str, str | None]:
 def package_pins(chosen: Iterable[Group]) -> dict[str, str]:
     """The training pins a variant's derived image installs."""
     return {c.name: c.training for g in chosen if g.kind == "packages" for c in g.changes if c.training}
+
+
+def package_removals(chosen: Iterable[Group]) -> tuple[str, ...]:
+    """The distributions a variant's derived image uninstalls: in the image, not in training."""
+    return tuple(sorted(c.name for g in chosen if g.kind == "packages" for c in g.changes if not c.training))
+
+
+def needs_build(chosen: Iterable[Group]) -> bool:
+    return any(g.kind == "packages" for g in chosen)
+
+
+def returns_preprocessing(chosen: Iterable[Group]) -> bool:
+    return any(g.kind == "preprocessing" for g in chosen)
 
 
 def merged(first: Group, second: Group) -> Group:

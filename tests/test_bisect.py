@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
+from dataclasses import replace
 
 import jsonschema
 import pytest
@@ -18,6 +19,16 @@ from envrepro import snapshot
 from envrepro.bisect import BisectResult, Trial
 from envrepro.bisect_report import BisectReport, bisect_json, bisect_markdown, bisect_table, to_report
 from envrepro.ddmin import ddmin, split
+from envrepro.errors import LockError, UnsafeValueError
+from envrepro.target import Lock, LockedRequirement
+from envrepro.variant_build import (
+    VariantPlan,
+    files_tag,
+    plan_variant,
+    render_files,
+    render_variant,
+    variant_tag,
+)
 from envrepro.variants import Change, Group, env_override, groups, package_pins
 
 TF221 = snapshot.load(CASES / "tf221-cpu-snapshot" / "envrepro.lock.json").environment
@@ -213,21 +224,121 @@ def test_each_verdict_says_what_happened(result: BisectResult, verdict: str, wor
     assert words in report.summary
 
 
-def test_the_variant_image_installs_the_hashed_lock_as_root_and_ends_as_the_images_user() -> None:
-    from envrepro.target import Lock
-    from envrepro.variant_build import render_variant, variant_tag
+NUMPY = LockedRequirement("numpy", "1.26.4", ("sha256:" + "a" * 64,))
+BASE_ID = "sha256:" + "1" * 64
 
-    lock = Lock(text="numpy==1.26.4 \\\n    --hash=sha256:abc\n", requirements=(), input_digest="d" * 64)
-    files = dict(render_variant("envrepro-test/tf221:cpu", "sha256:" + "1" * 64, lock).files)
-    dockerfile = files["Dockerfile"].decode()
-    builder, final = dockerfile.split("\nFROM envrepro-test/tf221:cpu\n")
+
+def variant_files(plan: VariantPlan, image_id: str = BASE_ID) -> dict[str, str]:
+    """The variant's build files, and its files image's (under files/)."""
+    image = "envrepro-test/tf221:cpu"
+    files = {name: data.decode() for name, data in render_variant(image, image_id, plan).files}
+    if plan.install:
+        files.update({f"files/{n}": data.decode() for n, data in render_files(image, plan).files})
+    return files
+
+
+def words(text: str) -> str:
+    return " ".join(text.replace("\\\n", " ").split())
+
+
+def test_the_variant_installs_only_the_changed_distributions_and_pip_configuration_stays_in_the_builder() -> (
+    None
+):
+    plan = VariantPlan(install=(NUMPY,), remove=("numpy", "optree"), lock_digest="d" * 64)
+    files = variant_files(plan)
+    # the files image: a builder stage FROM the image installs the hashed entries; FROM scratch the prefix
+    assert files["files/variant.lock.txt"] == "numpy==1.26.4 \\\n    --hash=sha256:" + "a" * 64 + "\n"
+    builder, prefix = files["files/Dockerfile"].split("\nFROM scratch\n")
     assert "FROM envrepro-test/tf221:cpu AS builder\nUSER root" in builder
-    assert "--require-hashes" in builder and "/opt/venv/bin/python -m pip install" in builder
-    assert "pip" not in final.replace("/opt/venv", "")  # no pip configuration reaches the variant
-    assert final.rstrip().endswith("USER 10001:10001")
-    assert files["requirements.lock.txt"] == lock.text.encode()
-    same = variant_tag("sha256:1", lock.text)
-    assert same == variant_tag("sha256:1", lock.text) != variant_tag("sha256:2", lock.text)
+    assert (
+        "COPY pip/ /tmp/envrepro-pip/" in builder and "PIP_CONFIG_FILE=/tmp/envrepro-pip/pip.conf" in builder
+    )
+    assert "pip install --no-cache-dir --require-hashes --no-deps --ignore-installed" in words(builder)
+    assert "--prefix /tmp/envrepro-variant/opt/venv -r /tmp/envrepro/variant.lock.txt" in words(builder)
+    assert words(prefix).startswith("COPY --from=builder /tmp/envrepro-variant/opt/venv/ / LABEL")
+    # the variant: the image, its versions uninstalled, the files copied in; no pip configuration
+    variant = files["Dockerfile"]
+    assert "Dockerfile" in files and "variant.lock.txt" not in files  # the variant's context: one file
+    for secret_path in ("pip/", "envrepro-pip", "PIP_CONFIG_FILE", "pip.conf", "index-url", "pip install"):
+        assert secret_path not in variant
+    assert variant.count("\nFROM ") == 1 and "\nFROM envrepro-test/tf221:cpu\nUSER root\n" in variant
+    assert words(variant).count("pip uninstall --yes numpy optree") == 1
+    assert f"COPY --from={files_tag(plan)} / /opt/venv/" in variant
+    assert variant.index("pip uninstall") < variant.index("COPY --from=")
+    assert variant.rstrip().endswith("USER 10001:10001")
+
+
+def test_a_variant_that_only_uninstalls_has_no_files_image_and_one_that_only_adds_uninstalls_nothing() -> (
+    None
+):
+    only_remove = variant_files(VariantPlan(install=(), remove=("optree",), lock_digest="d" * 64))
+    assert list(only_remove) == ["Dockerfile"] and "COPY" not in only_remove["Dockerfile"]
+    only_add = variant_files(VariantPlan(install=(NUMPY,), remove=(), lock_digest="d" * 64))["Dockerfile"]
+    assert "pip uninstall" not in only_add and "COPY --from=envrepro-variant-files:" in only_add
+
+
+@given(st.text(min_size=1, max_size=40))
+def test_every_value_in_the_variant_dockerfiles_is_escaped_or_refused(hostile: str) -> None:
+    plain = variant_files(VariantPlan(install=(NUMPY,), remove=("numpy",), lock_digest="d" * 64))
+    odd = variant_files(VariantPlan((NUMPY,), ("numpy",), hostile), image_id=hostile)
+    for name in ("Dockerfile", "files/Dockerfile"):  # a label value cannot add a line (an instruction)
+        assert odd[name].count("\n") == plain[name].count("\n")
+    with pytest.raises(UnsafeValueError):
+        variant_files(VariantPlan((NUMPY,), ("numpy", "-" + hostile), "d"))  # never a pip option
+    with pytest.raises(UnsafeValueError):
+        variant_files(VariantPlan((NUMPY,), ("numpy", "x\nRUN " + hostile), "d"))
+
+
+def test_the_variant_tag_is_its_content_and_the_files_tag_does_not_depend_on_the_image() -> None:
+    plan = VariantPlan(install=(NUMPY,), remove=("numpy",), lock_digest="d" * 64)
+    other = VariantPlan(install=(NUMPY,), remove=("numpy", "optree"), lock_digest="d" * 64)
+    tag = variant_tag(BASE_ID, render_variant("i", BASE_ID, plan))
+    assert tag == variant_tag(BASE_ID, render_variant("i", BASE_ID, plan))
+    assert tag != variant_tag("sha256:2", render_variant("i", BASE_ID, plan))
+    assert tag != variant_tag(BASE_ID, render_variant("i", BASE_ID, other))
+    assert files_tag(plan) == files_tag(other)  # the same distributions installed, whatever is removed
+    # another set of groups whose lock differs elsewhere but changes the same: one variant, one files image
+    elsewhere = VariantPlan(install=(NUMPY,), remove=("numpy",), lock_digest="e" * 64)
+    assert tag == variant_tag(BASE_ID, render_variant("i", BASE_ID, elsewhere))
+    assert files_tag(plan) == files_tag(VariantPlan(install=(NUMPY,), remove=(), lock_digest="e" * 64))
+    assert files_tag(plan) != files_tag(VariantPlan((NUMPY,), (), "d" * 64, platform="python 3.12"))
+    assert files_tag(plan) != files_tag(VariantPlan((replace(NUMPY, version="1.26.3"),), (), "d" * 64))
+
+
+def test_the_plan_installs_the_locked_training_pins_and_uninstalls_the_images_versions() -> None:
+    lock = Lock(text="", requirements=(NUMPY, LockedRequirement("h5py", "3.14.0", ("sha256:b",))),
+                input_digest="d")  # fmt: skip
+    plan = plan_variant(lock, {"numpy": "1.26.4"}, ("optree",), {"numpy": "2.1.0", "h5py": "3.14.0"})
+    assert plan == VariantPlan(install=(NUMPY,), remove=("numpy", "optree"), lock_digest="d")
+    new_only = plan_variant(lock, {"numpy": "1.26.4"}, (), {"h5py": "3.14.0"})
+    assert new_only.remove == ()  # training had it, the image not: nothing to uninstall
+    with pytest.raises(LockError):
+        plan_variant(lock, {"numpy": "1.26.3"}, (), {})
+
+
+def test_what_the_resolver_adds_for_the_training_pins_is_installed_too_but_never_the_installers() -> None:
+    werkzeug, setuptools = (
+        LockedRequirement(n, v, ("sha256:c",)) for n, v in (("werkzeug", "3.1"), ("setuptools", "80.0"))
+    )
+    lock = Lock(text="", requirements=(NUMPY, setuptools, werkzeug), input_digest="d")
+    plan = plan_variant(lock, {"numpy": "1.26.4"}, (), {"numpy": "2.1.0", "setuptools": "65.5.0"})
+    assert plan.install == (NUMPY, werkzeug) and plan.remove == ("numpy",)
+
+
+def test_a_companion_only_in_the_image_joins_its_group_and_is_uninstalled_a_lone_one_is_no_group() -> None:
+    from envrepro.variants import package_groups, package_removals
+
+    training = {"tensorflow": "2.15.1", "tensorflow-estimator": "2.15.0", "numpy": "1.26.4"}
+    image = {"tensorflow": "2.21.0", "tensorboard-data-server": "0.7.2", "optree": "0.17", "numpy": "1.26.4"}
+    found = {g.key: g for g in package_groups(training, image)}
+    assert list(found) == ["tensorflow"]
+    assert set(found["tensorflow"].changes) == {
+        Change("tensorboard-data-server", "0.7.2", None),
+        Change("tensorflow", "2.21.0", "2.15.1"),
+        Change("tensorflow-estimator", None, "2.15.0"),
+    }
+    assert package_removals(found.values()) == ("tensorboard-data-server",)
+    assert package_pins(found.values()) == {"tensorflow": "2.15.1", "tensorflow-estimator": "2.15.0"}
 
 
 def test_the_installers_are_no_group() -> None:

@@ -15,6 +15,8 @@ from conftest import CPU_TAG, CliResult, _run_cli
 from test_parity_docker import onednn_off_image  # noqa: F401 - the session fixture, reused
 
 from envrepro.bisect_report import BisectReport
+from envrepro.engine import DockerEngine
+from envrepro.variant_build import BUILDER_LABEL, FILES_LABEL
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -79,7 +81,7 @@ def tf215_snapshot(tf215_python: Path, tf215_models: Path, tmp_path_factory: pyt
 
 @pytest.mark.bisect_builds
 def test_a_tf215_model_in_the_tf221_image_is_explained_by_the_tensorflow_group(
-    cpu_build: object, tf215_snapshot: Path, tf215_models: Path, tmp_path: Path
+    cpu_build: object, docker_engine: DockerEngine, tf215_snapshot: Path, tf215_models: Path, tmp_path: Path
 ) -> None:
     result, data = run_bisect(tf215_snapshot, tf215_models / "cnn.keras", CPU_TAG, tmp_path,
                               "--atol", "0", "--rtol", "0")  # fmt: skip
@@ -93,6 +95,8 @@ def test_a_tf215_model_in_the_tf221_image_is_explained_by_the_tensorflow_group(
     assert "tensorflow-cpu 2.21.0 → 2.15.1" in data["summary"]  # type: ignore[operator]
     assert 0 < data["builds"] <= 8  # type: ignore[operator]
     assert data["removed_images"]  # what this run built is gone again
+    assert not any(docker_engine.image_exists(tag) for tag in data["removed_images"])  # type: ignore[attr-defined]
+    assert docker_engine.list_images(BUILDER_LABEL) == []  # the builder stages went right after their build
 
 
 @pytest.fixture(scope="session")
@@ -112,10 +116,14 @@ def tf215_onednn_off_snapshot(
 
 @pytest.mark.bisect_builds
 def test_a_variable_and_the_tensorflow_group_at_once_are_both_in_the_minimal_cause(
-    cpu_build: object, tf215_onednn_off_snapshot: Path, tf215_models: Path, tmp_path: Path
+    cpu_build: object,
+    docker_engine: DockerEngine,
+    tf215_onednn_off_snapshot: Path,
+    tf215_models: Path,
+    tmp_path: Path,
 ) -> None:
     result, data = run_bisect(tf215_onednn_off_snapshot, tf215_models / "cnn.keras", CPU_TAG, tmp_path,
-                              "--atol", "0", "--rtol", "0", "--max-builds", "16")  # fmt: skip
+                              "--atol", "0", "--rtol", "0", "--max-builds", "16", "--keep")  # fmt: skip
     assert result.exit_code == 1, result.stderr
     assert data["verdict"] == "cause", data
     cause = data["cause"]
@@ -124,3 +132,17 @@ def test_a_variable_and_the_tensorflow_group_at_once_are_both_in_the_minimal_cau
     assert any(key.split("+")[0] == "tensorflow" for key in cause)
     trial = next(t for t in data["trials"] if sorted(t["groups"]) == sorted(cause))  # type: ignore[attr-defined]
     assert trial["max_abs_error"] == 0
+    built = [t["image"] for t in data["trials"] if t["built"]]  # type: ignore[attr-defined]
+    try:  # kept (--keep): each differs from the image by its changed distributions only, two layers
+        image = docker_engine.inspect_image(CPU_TAG)
+        for tag in built:
+            variant = docker_engine.inspect_image(tag)
+            files = docker_engine.inspect_image(variant.labels[FILES_LABEL])  # FROM scratch: the changes
+            assert variant.size_bytes - image.size_bytes <= files.size_bytes + 1_000_000, tag
+            assert variant.history[len(variant.history) - len(image.history) :] == image.history
+            added = [step for step in variant.history[: len(variant.history) - len(image.history)]
+                     if "#(nop)" not in step or "COPY" in step]  # fmt: skip
+            assert len(added) <= 2 and all("pip install" not in step for step in added), added
+    finally:
+        for tag in built:
+            docker_engine.remove_image(tag)

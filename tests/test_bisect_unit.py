@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from envrepro.engine_api import ImageInfo, RunResult
 from envrepro.errors import LockError
 from envrepro.parity import ParityRequest
 from envrepro.runner import OUT_DIR
-from envrepro.target import Lock, Target
+from envrepro.target import Lock, LockedRequirement, Target
 from envrepro.tolerance import Tolerances
 
 Recorded = tuple[Path, Path, dict[str, Any]]
@@ -36,36 +37,57 @@ class World:
         self.locks: dict[str, dict[str, str]] = {}  # lock input digest -> the pins it installs
         self.engine = FakeEngine(images={IMAGE: ImageInfo("sha256:base", 1, (IMAGE,), {}, ())})
         self.engine.handlers = _AnyImage(self.run)  # type: ignore[assignment]
+        self.contexts: dict[str, dict[str, bytes]] = {}  # tag -> the files its build read
+        build = self.engine.build
+
+        def built(context_tar: bytes, *, tag: str, **options: Any) -> Any:
+            result = build(context_tar, tag=tag, **options)
+            self.contexts[tag] = self.engine.builds[-1]
+            return result
+
+        self.engine.build = built  # type: ignore[method-assign]
+
+    def installed(self, image: str, base: Mapping[str, str]) -> dict[str, str]:
+        """What a variant's Dockerfile leaves installed: `pip uninstall` names out, its files image's in."""
+        dockerfile = self.contexts[image]["Dockerfile"].decode().replace("\\\n", " ")
+        removed = re.search(r"pip uninstall --yes ([^\n]*)", dockerfile)
+        files = re.search(r"COPY --from=(\S+) ", dockerfile)
+        versions = {k: v for k, v in base.items() if not removed or k not in removed.group(1).split()}
+        lock = self.contexts[files.group(1)]["variant.lock.txt"].decode() if files else ""
+        return {**versions, **dict(re.findall(r"^([\w.-]+)==(\S+)", lock, flags=re.MULTILINE))}
 
     def lock(self, target: Target, out_dir: Path) -> Lock:
         pins = {r.name: r.version for r in target.requirements}
         text = "".join(f"{name}=={version}\n" for name, version in sorted(pins.items()))
         digest = hashlib.sha256(text.encode()).hexdigest()
         self.locks[digest] = pins
-        return Lock(text=text, requirements=(), input_digest=digest)
+        locked = tuple(LockedRequirement(n, v, ("sha256:" + "0" * 64,)) for n, v in sorted(pins.items()))
+        return Lock(text=text, requirements=locked, input_digest=digest)
 
     def run(
         self, image: str, command: Sequence[str], fs: ContainerFs, environment: Mapping[str, str]
     ) -> RunResult:
         unset = {command[i + 1] for i, word in enumerate(command[:-1]) if word == "-u"}
         env = {k: v for k, v in {**self.env, **environment}.items() if k not in unset and k != "HOME"}
-        label = self.engine.images[image].labels.get("io.envrepro.variant.lock")
-        versions = {**self.versions, **self.locks.get(label or "", {})}
         training_env = self.raw["environment"]["env"]
         training = {d["name"]: d["version"] for d in self.raw["environment"]["distributions"]}
-        moved = [n for n in self.causes if (env.get(n) if n.isupper() else versions.get(n))
+        versions = {_key(k): v for k, v in {**training, **self.versions}.items()}
+        versions = self.installed(image, versions) if image in self.contexts else versions
+        moved = [n for n in self.causes if (env.get(n) if n.isupper() else versions.get(_key(n)))
                  != (training_env.get(n) if n.isupper() else training.get(n))]  # fmt: skip
         out = fs.path(OUT_DIR)
         with np.load(fs.path(command[command.index("--inputs") + 1])) as data:
             np.savez(out / "model-0.npz", **{"output.0": data["output.0"] + np.float32(1e-3 * len(moved))})
-        dists = [
-            {**d, "version": versions.get(d["name"], d["version"])}
-            for d in self.raw["environment"]["distributions"]
-        ]
+        template = self.raw["environment"]["distributions"][0]
+        dists = [{**template, "name": name, "version": version} for name, version in sorted(versions.items())]
         environment_record = {**self.raw["environment"], "env": env, "distributions": dists}
         model = {**self.raw["models"][0], "reference": None}
         (out / "record.json").write_text(json.dumps({"environment": environment_record, "models": [model]}))
         return RunResult(0, "ok")
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 class _AnyImage(dict):  # type: ignore[type-arg]
@@ -87,6 +109,15 @@ def run(world: World, snap: Path, model: Path, **options: Any):  # type: ignore[
         snapshot_path=snap, model=model, image=IMAGE, tolerances=Tolerances(atol=0, rtol=0)
     )
     return bisect(BisectRequest(parity, **options), lambda: world.engine, locker=world.lock)
+
+
+def variants(world: World) -> list[dict[str, bytes]]:
+    """The variant images built (FROM the image), without their files images (FROM scratch)."""
+    return [b for b in world.engine.builds if b"\nFROM scratch\n" not in b["Dockerfile"]]
+
+
+def files_images(world: World) -> list[dict[str, bytes]]:
+    return [b for b in world.engine.builds if b"\nFROM scratch\n" in b["Dockerfile"]]
 
 
 def training_version(raw: Mapping[str, Any], name: str) -> str:
@@ -126,11 +157,27 @@ def test_a_variable_and_a_package_together_are_both_in_the_cause_and_builds_are_
                   causes=["TF_ENABLE_ONEDNN_OPTS", "numpy"])  # fmt: skip
     result = run(world, snap, model)
     assert sorted(g.key for g in result.cause) == ["TF_ENABLE_ONEDNN_OPTS", "numpy"]
-    assert result.builds == len(world.engine.builds) == sum(t.built for t in result.trials) > 0
+    assert result.builds == len(variants(world)) == sum(t.built for t in result.trials) > 0
     assert result.removed and not any(tag in world.engine.images for tag in result.removed)
-    lock = world.engine.builds[0]["requirements.lock.txt"].decode()
-    assert f"numpy=={numpy}\n" in lock or "h5py" in lock
-    assert IMAGE in world.engine.builds[0]["Dockerfile"].decode()
+    lock = files_images(world)[0]["variant.lock.txt"].decode()
+    assert lock.startswith((f"numpy=={numpy} ", "h5py=="))  # only the changed distribution
+    assert f"\nFROM {IMAGE}\n" in variants(world)[0]["Dockerfile"].decode()
+
+
+def test_a_rebuilt_image_reuses_the_files_image_and_the_lock_and_only_rebuilds_the_variant(
+    recorded: Recorded,  # noqa: F811
+) -> None:
+    snap, model, raw = recorded
+    world = World(raw, {}, {"numpy": "1.0.0"}, causes=["numpy"])
+    locked: list[str] = []
+    counting = world.lock
+    world.lock = lambda target, out: locked.append(str(out)) or counting(target, out)  # type: ignore[method-assign,func-returns-value]
+    first = run(world, snap, model)
+    world.engine.images[IMAGE] = ImageInfo("sha256:rebuilt", 1, (IMAGE,), {}, ())  # same pins, new ID
+    again = run(world, snap, model)
+    assert [g.key for g in again.cause] == ["numpy"] and again.builds == first.builds == 1
+    assert len(variants(world)) == 2 and len(files_images(world)) == 1  # the files image: a cache hit
+    assert len(set(locked)) == 1  # one lock directory for both: the lock is kept by its inputs
 
 
 def test_max_builds_stops_building_and_says_the_search_is_incomplete(recorded: Recorded) -> None:  # noqa: F811
@@ -149,7 +196,7 @@ def test_kept_variants_make_a_rerun_a_cache_hit(recorded: Recorded) -> None:  # 
     assert [g.key for g in first.cause] == ["numpy"] and first.builds == 1 and first.removed == ()
     again = run(world, snap, model, keep=True)
     assert [g.key for g in again.cause] == ["numpy"]
-    assert again.builds == 0 and len(world.engine.builds) == 1
+    assert again.builds == 0 and len(variants(world)) == len(files_images(world)) == 1
 
 
 @pytest.mark.parametrize(
@@ -211,3 +258,51 @@ def test_a_variant_whose_build_fails_is_reported_not_run_and_counted(recorded: R
     assert result.cause is None and result.builds == 1
     assert [t.passed for t in result.trials] == [None]
     assert "non-zero code" in result.trials[0].note
+
+
+def test_a_companion_only_in_the_image_is_uninstalled_by_its_groups_variant(recorded: Recorded) -> None:  # noqa: F811
+    snap, model, raw = recorded
+    keras = training_version(raw, "keras")
+    world = World(raw, {}, {"keras": "9.9.9", "tensorboard-extra": "1.0", "numpy": "1.0.0"},
+                  causes=["tensorboard-extra"])  # fmt: skip
+    result = run(world, snap, model)
+    assert [g.key for g in result.cause] == ["tensorflow"]
+    assert result.cause_trial is not None and result.cause_trial.max_abs_error == 0
+    # the tensorflow group's own variant installs its one changed distribution and nothing else
+    locks = [f["variant.lock.txt"].decode() for f in files_images(world)]
+    assert [text.count("==") for text in locks if text.startswith(f"keras=={keras} ")] == [2, 1]
+    dockerfiles = [" ".join(v["Dockerfile"].decode().replace("\\\n", " ").split()) for v in variants(world)]
+    assert any("pip uninstall --yes keras tensorboard-extra COPY" in text for text in dockerfiles)
+
+
+def test_preprocessing_that_differs_is_a_group_whose_return_restores_parity_without_a_build(
+    tmp_path: Path,
+) -> None:
+    from test_preprocess_unit import SERVING, container, recorded_snapshot
+
+    snap, model, raw = recorded_snapshot(tmp_path)
+    engine = FakeEngine(images={IMAGE: ImageInfo("sha256:base", 1, (IMAGE,), {}, ())})
+    engine.handlers[IMAGE] = container(raw)
+    parity = ParityRequest(snapshot_path=snap, model=model, image=IMAGE, preprocess=f"{SERVING}:normalise",
+                           tolerances=Tolerances(atol=0, rtol=0))  # fmt: skip
+    result = bisect(BisectRequest(parity), lambda: engine)
+    assert [(g.key, g.kind) for g in result.groups] == [("preprocessing", "preprocessing")]
+    assert [g.key for g in result.cause] == ["preprocessing"]
+    assert result.builds == 0 and engine.builds == []
+    (trial,) = result.trials
+    assert trial.passed and trial.max_abs_error == 0  # the model, fed the recorded training output, matches
+    assert "normalise.py:normalise in the image → as recorded in training" in trial.changed
+
+
+def test_returning_preprocessing_does_not_hide_a_model_that_differs_too(tmp_path: Path) -> None:
+    from test_preprocess_unit import SERVING, container, recorded_snapshot
+
+    snap, model, raw = recorded_snapshot(tmp_path)
+    engine = FakeEngine(images={IMAGE: ImageInfo("sha256:base", 1, (IMAGE,), {}, ())})
+    engine.handlers[IMAGE] = container(raw, model_delta=1e-3)
+    parity = ParityRequest(snapshot_path=snap, model=model, image=IMAGE, preprocess=f"{SERVING}:normalise",
+                           tolerances=Tolerances(atol=0, rtol=0))  # fmt: skip
+    result = bisect(BisectRequest(parity), lambda: engine)
+    assert result.cause is None
+    (trial,) = result.trials
+    assert trial.passed is False and trial.max_abs_error == pytest.approx(1e-3, rel=1e-3)
