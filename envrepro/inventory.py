@@ -33,6 +33,8 @@ PATH_LABEL = "io.envrepro.snapshot.path"  # sha256 of the snapshot's absolute pa
 BUILDER_LABEL = "io.envrepro.stage=builder"
 BUILDER_DIGEST_LABEL = "io.envrepro.builder.snapshot.digest"
 DEFAULT_TAG_PREFIX = "envrepro:"  # target.default_image_tag
+# bisect's variants are FROM a build, so they inherit its labels: they are not builds of its snapshot
+VARIANT_OF_LABEL = "io.envrepro.variant.of"
 
 _DURATION = re.compile(r"([1-9][0-9]{0,5})([mhdw])")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -95,7 +97,8 @@ class Inventory:
 
 def take_inventory(engine: ContainerEngine) -> Inventory:
     """Every final image and builder-stage image envrepro's labels mark on this engine."""
-    records = _newest_first(engine.list_images(DIGEST_LABEL))
+    labelled = engine.list_images(DIGEST_LABEL)
+    records = _newest_first([record for record in labelled if VARIANT_OF_LABEL not in record.labels])
     in_use = engine.images_used_by_containers()
     images = tuple(_image(record, records, in_use) for record in records)
     builders = tuple(

@@ -33,6 +33,7 @@ from envrepro.context import context_tar, write_context
 from envrepro.engine_api import ContainerEngine
 from envrepro.errors import LockError, UnsafeValueError
 from envrepro.grammar import distribution_name, shown
+from envrepro.inventory import VARIANT_OF_LABEL
 from envrepro.lock import compute_lock
 from envrepro.lock_io import lock_entry
 from envrepro.render import UID, VENV, _environment, templates_dir
@@ -52,7 +53,7 @@ FILES_REPOSITORY = "envrepro-variant-files"  # the changed distributions alone, 
 FILES_LABEL = "io.envrepro.variant.files"
 VARIANT_LOCK = "variant.lock.txt"  # the changed distributions only, hashed
 VARIANT_REPOSITORY = "envrepro-variant"
-VARIANT_LABEL = "io.envrepro.variant.of"  # the image ID a variant was derived from
+VARIANT_LABEL = VARIANT_OF_LABEL  # the image ID a variant was derived from
 BUILDER_LABEL = "io.envrepro.variant.builder"  # the builder stage's image: removed once the variant is built
 
 Locker = Callable[[Target, Path], Lock]

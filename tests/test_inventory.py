@@ -26,6 +26,7 @@ from envrepro.inventory import (
     DIGEST_LABEL,
     FILE_LABEL,
     PATH_LABEL,
+    VARIANT_OF_LABEL,
     CleanRequest,
     clean,
     parse_duration,
@@ -161,6 +162,21 @@ def test_images_lists_what_envrepro_built_and_which_builds_a_newer_one_replaced(
     assert by_id["sha256:old"].replaced and by_id["sha256:old"].record.tags == ()
     assert not by_id["sha256:other"].replaced  # another snapshot file: not a replacement, however old
     assert {cache.digest[:2] for cache in found.builders} == {"d1", "d2", "d3", "e1", "ff"}
+
+
+def test_a_bisect_variant_kept_with_keep_neither_replaces_the_build_nor_is_cleaned_as_one() -> None:
+    """A variant is FROM the build, so it inherits the build's snapshot labels; it was listed as a newer
+    build of the same snapshot file, which made the build itself "replaced" and `clean` remove it."""
+    engine = engine_after_three_reruns()
+    final(engine, "sha256:variant", ("envrepro-variant:abc",), digest="d3" * 32, path=PATH_A, age_days=0.01)
+    engine.images["envrepro-variant:abc"].labels[VARIANT_OF_LABEL] = "sha256:new"
+
+    found = take_inventory(engine)
+    by_id = {image.record.image_id: image for image in found.images}
+    assert "sha256:variant" not in by_id
+    assert not by_id["sha256:new"].replaced
+    would = clean(engine, CleanRequest(dry_run=True), now=NOW).removed
+    assert {"sha256:new", "sha256:variant"}.isdisjoint(removal.record.image_id for removal in would)
 
 
 def test_images_table_fits_80_columns_without_cutting_a_tag_or_a_digest() -> None:
