@@ -208,7 +208,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Tests that take many minutes even from the cache run apart, as their marker says, only when the -m
     expression names it: the GPU image (a 5.3 GB image; .ci/run runs `pytest -m gpu_image` after the
     suite) and bisect's searches that build derived TensorFlow images (`pytest -m bisect_builds`;
-    .ci/run: ENVREPRO_CI_BISECT_BUILDS=1)."""
+    .ci/run runs them after the suite; ENVREPRO_CI_BISECT_BUILDS=0 skips them)."""
     named = config.getoption("markexpr") or ""
     markers = [marker for marker in APART if marker not in named]
     apart = [item for item in items if any(item.get_closest_marker(m) for m in markers)]
