@@ -112,14 +112,8 @@ def run_probe(
     """Run the snapshot probe inside `image` on `inputs` and return what it wrote to /envrepro/out.
 
     `environment` overrides variables for this run only (None: unset, even if the image sets it)."""
-    if not engine.image_exists(image):
-        raise ImageNotFoundError(image)
-    spec = _probe_spec(engine, image, args, limits, dict(environment or {}))
-    tar = input_tar([InFile(PROBE_DIR, "probe"), *inputs])
-    with _container(engine, spec) as container:
-        engine.put_archive(container, ROOT, tar)
-        result = engine.start_container(container, limits.timeout_s)
-        return _probe_output(engine, container, image, result, limits)
+    with started_probe(engine, image, args, inputs, limits, environment=environment) as running:
+        return running.output()
 
 
 @contextlib.contextmanager
