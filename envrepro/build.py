@@ -70,7 +70,7 @@ def build(
     snap = snapshot.load(request.snapshot_path)
     secrets = build_secrets(request)
     live = None if request.render_only else engine()
-    target = _resolve_target(request, snap, live, report, _inspector(request, live, engine))
+    target = _resolve_target(request, snap, live, report)
     with _cleanup_if_new(request.out_dir):
         report(StageEvent("lock", f"pinning {len(snap.environment.distributions)} distributions"))
         lock = _lock(request, target, secrets, lambda: live or _checked(engine(), target))
@@ -106,27 +106,12 @@ def _checked(engine: ContainerEngine, target: Target) -> ContainerEngine:
     return engine
 
 
-def _inspector(
-    request: BuildRequest, live: ContainerEngine | None, engine: Callable[[], ContainerEngine]
-) -> ContainerEngine | None:
-    """The engine that tells the given base's Python: the build's; with --render-only, the engine only when
-    the lock is to be resolved in the image anyway (--lock-in image), so that the lock and the Dockerfile
-    are for the base's real Python, as the build's would be."""
-    if live is not None or not request.base_image:
-        return live
-    return engine() if request.render_only and request.lock_in == "image" else None
-
-
 def _resolve_target(
-    request: BuildRequest,
-    snap: snapshot.Snapshot,
-    live: ContainerEngine | None,
-    report: OnProgress,
-    inspector: ContainerEngine | None,
+    request: BuildRequest, snap: snapshot.Snapshot, live: ContainerEngine | None, report: OnProgress
 ) -> Target:
     """The image's target, its base pinned by digest where the engine knows one; warnings logged."""
     report(StageEvent("resolve", "choosing the base image and the variant"))
-    base_python = base_python_of(inspector, request.base_image) if inspector and request.base_image else None
+    base_python = base_python_of(live, request.base_image) if live and request.base_image else None
     resolved = resolve(
         snap,
         target=request.target,
@@ -138,25 +123,21 @@ def _resolve_target(
     if live is not None:
         check_engine_platform(live, target.base_image, target.platform)
         target = pin_base_digest(target, live)
-    inspected = base_python is not None
-    for warning in build_warnings(request, target, snap.environment.python.version, inspected=inspected):
+    for warning in build_warnings(request, target, snap.environment.python.version):
         log.warning("%s", warning)
     return target
 
 
-def build_warnings(
-    request: BuildRequest, target: Target, snapshot_python: str, *, inspected: bool = False
-) -> list[str]:
+def build_warnings(request: BuildRequest, target: Target, snapshot_python: str) -> list[str]:
     """The target's warnings, less the base's patch-level one when it was accepted (--accept-python-patch),
     plus what --render-only assumed about a base image it did not inspect."""
-    assumed = request.render_only and not inspected
     warnings = [
         w
         for w in target.warnings
         if not (request.accept_python_patch and w.endswith(PATCH_WARNING_SUFFIX))
-        and not (assumed and w.startswith("the Python of "))
+        and not (request.render_only and w.startswith("the Python of "))
     ]
-    if assumed:
+    if request.render_only:
         given = f" with --base-image {request.base_image}" if request.base_image else ""
         why = "from the snapshot" if request.base_image else "from the tag envrepro chose for it"
         warnings.append(

@@ -14,8 +14,8 @@ import pytest
 from conftest import CASES
 
 from envrepro import snapshot
-from envrepro.build import PYTHON_VERSION_COMMAND, BuildRequest, BuildResult, build
-from envrepro.engine_api import ImageInfo, RunResult
+from envrepro.build import BuildRequest, BuildResult, build
+from envrepro.engine_api import RunResult
 from envrepro.errors import PlatformUnavailableError, UnsupportedMachineError
 from envrepro.resolve import resolve
 from tests.support.fake_engine import ContainerFs, FakeEngine
@@ -235,29 +235,3 @@ def test_an_x86_snapshot_builds_for_linux_amd64_on_an_x86_engine_without_a_check
 
     assert [run.label for run in engine.runs] == ["lock"]
     assert engine.build_platforms == ["linux/amd64"]
-
-
-def test_render_only_with_the_lock_in_the_image_uses_the_given_bases_real_python(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The lock container runs the base anyway: the base's Python (3.11.2 here, the snapshot's 3.11.7) is
-    asked, so the lock and the Dockerfile say what a build would, and nothing claims it was not inspected.
-    Before: both said 3.11.7, and a later `build` into the same directory had to lock again."""
-    given = "envrepro-test/python:3.11-bookworm"
-
-    class Play(PipCompileInContainer):
-        def __call__(self, command: Sequence[str], fs: ContainerFs, env: Mapping[str, str]) -> RunResult:
-            if tuple(command) == PYTHON_VERSION_COMMAND:
-                return RunResult(0, "3.11.2\n")
-            return super().__call__(command, fs, env)
-
-    engine = FakeEngine(images={given: ImageInfo("sha256:b", 1, (given,), {}, ())}, handlers={given: Play()})
-    out = tmp_path / "build"
-    result = run_build(engine, out, snap=X86, base_image=given, render_only=True)
-
-    assert result.target.python_version == "3.11.2" and result.image is None
-    header = (out / "requirements.lock.txt").read_text(encoding="utf-8").splitlines()[1]
-    assert "for Python 3.11.2 on linux/amd64" in header
-    assert 'io.envrepro.python="3.11.2"' in dockerfile(out)
-    assert "was not inspected" not in caplog.text
-    assert engine.builds == []
