@@ -15,7 +15,7 @@ Measured 2026-11-30 (2 cores; two CI runs shared the machine during --real):
   builds per bisect, one cause: median 4 / 5.5 / 7 / 8.5 at 4 / 8 / 16 / 32 groups (max 5 / 7 / 9 / 11);
   two causes that must move together: median 9.5 / 16 / 22 / 28.5 (above the default --max-builds 8
   from 8 groups on).
-  --real: bisect (b) 782 s (exit 1: parity failed, the TF/Keras group named), one cold
+  --real: bisect (b) 782 s (exit 1: parity failed, as in (b)), one cold
   `envrepro build --no-cache` of the TF 2.15 snapshot 180 s: ratio 4.35 (one sample, loaded).
 
 usage: python bench/bisect_bench.py [--groups 2,4,8,16,32] [--real --python215 PATH --models DIR
