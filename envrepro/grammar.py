@@ -14,14 +14,17 @@ import datetime as dt
 import json
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import cache
-from typing import Annotated
+from typing import Annotated, Any
 
 from packaging.requirements import InvalidRequirement
 from packaging.requirements import Requirement as Pep508
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
-from pydantic import AfterValidator, Field, Strict
+from pydantic import Field, GetCoreSchemaHandler, GetJsonSchemaHandler, Strict
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 from envrepro import imageref
 from envrepro.data import numerics_env_names
@@ -186,114 +189,70 @@ def image_reference(value: str) -> str:
 
 # --- the types the snapshot model is made of ---------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class Rule:
+    """A strict `str` field checked by `check` (a rule above, raising ValueError that names it) and
+    described by `description` in the JSON Schema: `Annotated[str, Rule(check, description)]`."""
+
+    check: Callable[[str], str]
+    description: str
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, core_schema.str_schema(strict=True))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {**handler(schema), "description": self.description}
+
+
 StrictText = Annotated[str, Strict()]
-DistName = Annotated[
-    str, Strict(), AfterValidator(distribution_name), Field(description="a PEP 508 distribution name")
-]
+_sha256 = _matching(_SHA256, "a sha256 digest (64 lowercase hex)")
+_compute_capability = _matching(_COMPUTE_CAPABILITY, "a compute capability (e.g. 8.0)")
+_env_value = _matching(_ENV_VALUE, "an allowed variable value ([A-Za-z0-9 _.,:;=/+@%*-])", 1024)
+dotted_version = _matching(_DOTTED, "a dotted version (e.g. 12.5.82)")
+_SHA256_TEXT = "a sha256 digest: 64 lowercase hex digits"
+_URL_TEXT = "empty, or a URL with an allowed scheme, no whitespace or control characters"
+_RELATIVE_TEXT = "a relative '/'-separated path inside the snapshot's directory, no '..'"
+
+DistName = Annotated[str, Rule(distribution_name, "a PEP 508 distribution name")]
 Pep440 = Annotated[
-    str,
-    Strict(),
-    AfterValidator(pep440_version),
-    Field(description="a PEP 440 version as written (local label kept), no whitespace"),
+    str, Rule(pep440_version, "a PEP 440 version as written (local label kept), no whitespace")
 ]
 OptionalPep440 = Annotated[
-    str,
-    Strict(),
-    AfterValidator(_optional(pep440_version)),
-    Field(description="empty, or a PEP 440 version as written, no whitespace"),
+    str, Rule(_optional(pep440_version), "empty, or a PEP 440 version as written, no whitespace")
 ]
 PythonVersion = Annotated[
-    str,
-    Strict(),
-    AfterValidator(_matching(_PYTHON_VERSION, "a Python version (x.y.z)")),
-    Field(description="a Python version x.y.z"),
+    str, Rule(_matching(_PYTHON_VERSION, "a Python version (x.y.z)"), "a Python version x.y.z")
 ]
-dotted_version = _matching(_DOTTED, "a dotted version (e.g. 12.5.82)")
-DottedVersion = Annotated[
-    str, Strict(), AfterValidator(dotted_version), Field(description="dotted numbers, e.g. 12.5.82")
-]
+DottedVersion = Annotated[str, Rule(dotted_version, "dotted numbers, e.g. 12.5.82")]
 Token = Annotated[
-    str,
-    Strict(),
-    AfterValidator(_matching(_TOKEN, "a token ([A-Za-z0-9._+:/,@=-])")),
-    Field(description="a token of [A-Za-z0-9._+:/,@=-]"),
+    str, Rule(_matching(_TOKEN, "a token ([A-Za-z0-9._+:/,@=-])"), "a token of [A-Za-z0-9._+:/,@=-]")
 ]
 Identifier = Annotated[
-    str,
-    Strict(),
-    AfterValidator(_matching(_IDENTIFIER, "an identifier")),
-    Field(description="an identifier [A-Za-z_][A-Za-z0-9_]*"),
+    str, Rule(_matching(_IDENTIFIER, "an identifier"), "an identifier [A-Za-z_][A-Za-z0-9_]*")
 ]
-Text = Annotated[
-    str, Strict(), AfterValidator(text), Field(description="printable one-line text, at most 4096 characters")
-]
+Text = Annotated[str, Rule(text, "printable one-line text, at most 4096 characters")]
 LongText = Annotated[
-    str,
-    Strict(),
-    AfterValidator(long_text),
-    Field(description="printable text (line feeds and tabs allowed), at most 16384 characters"),
+    str, Rule(long_text, "printable text (line feeds and tabs allowed), at most 16384 characters")
 ]
-HostPath = Annotated[
-    str,
-    Strict(),
-    AfterValidator(host_path),
-    Field(description="a host path: printable, at most 4096 characters"),
-]
-PreprocessSpec = Annotated[
-    str, Strict(), AfterValidator(preprocess_spec), Field(description="MODULE:FUNCTION or FILE.py:FUNCTION")
-]
-RelativePath = Annotated[
-    str,
-    Strict(),
-    AfterValidator(relative_path),
-    Field(description="a relative '/'-separated path inside the snapshot's directory, no '..'"),
-]
-OptionalRelativePath = Annotated[
-    str,
-    Strict(),
-    AfterValidator(_optional(relative_path)),
-    Field(description="empty, or a relative '/'-separated path inside the snapshot's directory, no '..'"),
-]
-Url = Annotated[
-    str,
-    Strict(),
-    AfterValidator(_optional(url)),
-    Field(description="empty, or a URL with an allowed scheme, no whitespace or control characters"),
-]
-Timestamp = Annotated[str, Strict(), AfterValidator(timestamp), Field(description="an ISO 8601 timestamp")]
-Sha256 = Annotated[
-    str,
-    Strict(),
-    AfterValidator(_matching(_SHA256, "a sha256 digest (64 lowercase hex)")),
-    Field(description="a sha256 digest: 64 lowercase hex digits"),
-]
+HostPath = Annotated[str, Rule(host_path, "a host path: printable, at most 4096 characters")]
+PreprocessSpec = Annotated[str, Rule(preprocess_spec, "MODULE:FUNCTION or FILE.py:FUNCTION")]
+RelativePath = Annotated[str, Rule(relative_path, _RELATIVE_TEXT)]
+OptionalRelativePath = Annotated[str, Rule(_optional(relative_path), f"empty, or {_RELATIVE_TEXT}")]
+Url = Annotated[str, Rule(_optional(url), _URL_TEXT)]
+Timestamp = Annotated[str, Rule(timestamp, "an ISO 8601 timestamp")]
+Sha256 = Annotated[str, Rule(_sha256, _SHA256_TEXT)]
 OptionalSha256 = Annotated[
-    str,
-    Strict(),
-    AfterValidator(_optional(_matching(_SHA256, "a sha256 digest"))),
-    Field(description="empty, or a sha256 digest: 64 lowercase hex digits"),
+    str, Rule(_optional(_matching(_SHA256, "a sha256 digest")), f"empty, or {_SHA256_TEXT}")
 ]
-ComputeCapability = Annotated[
-    str,
-    Strict(),
-    AfterValidator(_matching(_COMPUTE_CAPABILITY, "a compute capability (e.g. 8.0)")),
-    Field(description="a CUDA compute capability major.minor"),
-]
+ComputeCapability = Annotated[str, Rule(_compute_capability, "a CUDA compute capability major.minor")]
 EnvName = Annotated[
-    str,
-    Strict(),
-    AfterValidator(env_name),
-    Field(description="a numerics-relevant variable named in envrepro/data/numerics_env.json"),
+    str, Rule(env_name, "a numerics-relevant variable named in envrepro/data/numerics_env.json")
 ]
-EnvValue = Annotated[
-    str,
-    Strict(),
-    AfterValidator(_matching(_ENV_VALUE, "an allowed variable value ([A-Za-z0-9 _.,:;=/+@%*-])", 1024)),
-    Field(description="at most 1024 characters of [A-Za-z0-9 _.,:;=/+@%*-]"),
-]
-ImageReference = Annotated[
-    str, Strict(), AfterValidator(image_reference), Field(description="a Docker image reference")
-]
+EnvValue = Annotated[str, Rule(_env_value, "at most 1024 characters of [A-Za-z0-9 _.,:;=/+@%*-]")]
+ImageReference = Annotated[str, Rule(image_reference, "a Docker image reference")]
 StrictInt = Annotated[int, Strict()]
 Count = Annotated[int, Strict(), Field(ge=0)]
 StrictBool = Annotated[bool, Strict()]
