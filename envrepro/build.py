@@ -11,7 +11,7 @@ from typing import Literal
 
 from envrepro import runner, snapshot
 from envrepro.context import context_tar, write_context
-from envrepro.engine_api import ContainerEngine, OnEvent, OnProgress, ProgressEvent, StageEvent
+from envrepro.engine_api import BuildOptions, ContainerEngine, OnEvent, OnProgress, ProgressEvent, StageEvent
 from envrepro.errors import EngineError, InputFileError, PlatformUnavailableError
 from envrepro.inventory import PATH_LABEL, retire_replaced, with_snapshot_path
 from envrepro.lock import LockIn, compute_lock, host_build_secrets
@@ -84,14 +84,8 @@ def build(
         return result
     tag = default_image_tag(snap.digest())
     report(StageEvent("build", f"building {tag}"))
-    image = live.build(
-        context_tar(ctx),
-        tag=tag,
-        on_event=on_event,
-        no_cache=request.no_cache,
-        on_output=report,
-        platform=target.platform,
-    )
+    options = BuildOptions(on_event, report, no_cache=request.no_cache, platform=target.platform)
+    image = live.build(context_tar(ctx), tag=tag, options=options)
     return replace(result, image=_finish_tags(live, image, request.tag, target))
 
 

@@ -25,15 +25,15 @@ import requests
 from docker.errors import APIError, ImageNotFound
 
 from envrepro.engine_api import (
+    DEFAULT_BUILD,
     RUN_ID_LABEL,
     RUN_LABEL,
+    BuildOptions,
     BuildStream,
     ContainerSpec,
     EngineFacts,
     ImageInfo,
     ImageRecord,
-    OnEvent,
-    OnOutput,
     RunResult,
 )
 from envrepro.errors import EngineError, ImageInUseError
@@ -79,17 +79,8 @@ class DockerEngine:
             repo_digests=tuple(sorted(data.get("RepoDigests") or ())),
         )
 
-    def build(
-        self,
-        context_tar: bytes,
-        *,
-        tag: str,
-        on_event: OnEvent | None = None,
-        no_cache: bool = False,
-        on_output: OnOutput | None = None,
-        platform: str | None = None,
-    ) -> BuiltImage:
-        stream = BuildStream(on_event, on_output)
+    def build(self, context_tar: bytes, *, tag: str, options: BuildOptions = DEFAULT_BUILD) -> BuiltImage:
+        stream = BuildStream(options.on_event, options.on_output)
         try:
             messages = self.api.build(
                 fileobj=io.BytesIO(context_tar),
@@ -98,9 +89,9 @@ class DockerEngine:
                 rm=True,
                 forcerm=True,  # remove intermediate containers also when a step fails
                 pull=False,
-                nocache=no_cache,
+                nocache=options.no_cache,
                 decode=True,
-                platform=platform,  # None: the engine's own
+                platform=options.platform,
             )
             try:
                 for message in messages:

@@ -133,21 +133,25 @@ OnOutput = Callable[[BuildOutput], None]
 OnProgress = Callable[[ProgressEvent], None]  # what a command reports to the display the CLI chose
 
 
+@dataclass(frozen=True)
+class BuildOptions:
+    """How one build runs: who hears its steps and its output, whether it may use the cache, its platform."""
+
+    on_event: OnEvent | None = None
+    on_output: OnOutput | None = None
+    no_cache: bool = False
+    platform: str | None = None  # None: the engine's own
+
+
+DEFAULT_BUILD = BuildOptions()
+
+
 class ContainerEngine(Protocol):
     def image_exists(self, ref: str) -> bool: ...
 
     def inspect_image(self, ref: str) -> ImageInfo: ...
 
-    def build(
-        self,
-        context_tar: bytes,
-        *,
-        tag: str,
-        on_event: OnEvent | None = None,
-        no_cache: bool = False,
-        on_output: OnOutput | None = None,
-        platform: str | None = None,
-    ) -> BuiltImage: ...
+    def build(self, context_tar: bytes, *, tag: str, options: BuildOptions = DEFAULT_BUILD) -> BuiltImage: ...
 
     def cpu_count(self) -> int: ...
 

@@ -21,10 +21,11 @@ import logging
 import os
 import tarfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 from envrepro import outbox
 from envrepro.data import numerics_env_names
@@ -40,6 +41,7 @@ from envrepro.render import UID
 from envrepro.signals import deferred_signals
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
 
 ROOT = "/envrepro"
 IN_DIR = f"{ROOT}/in"
@@ -100,22 +102,6 @@ def in_path(target: str) -> str:
     return f"{IN_DIR}/{target}"
 
 
-def run_probe(
-    engine: ContainerEngine,
-    image: str,
-    args: Sequence[str] = (),
-    inputs: Sequence[InFile] = (),
-    limits: Limits = Limits(),
-    *,
-    environment: Mapping[str, str | None] | None = None,
-) -> ProbeOutput:
-    """Run the snapshot probe inside `image` on `inputs` and return what it wrote to /envrepro/out.
-
-    `environment` overrides variables for this run only (None: unset, even if the image sets it)."""
-    with started_probe(engine, image, args, inputs, limits, environment=environment) as running:
-        return running.output()
-
-
 @contextlib.contextmanager
 def started_probe(
     engine: ContainerEngine,
@@ -136,6 +122,20 @@ def started_probe(
     with _container(engine, spec) as container:
         engine.put_archive(container, ROOT, tar)
         yield RunningProbe(engine, container, image, limits)
+
+
+def _waited(start: Callable[P, AbstractContextManager[RunningProbe]]) -> Callable[P, ProbeOutput]:
+    def run(*args: P.args, **kwargs: P.kwargs) -> ProbeOutput:
+        with start(*args, **kwargs) as running:
+            return running.output()
+
+    return run
+
+
+run_probe = _waited(started_probe)
+run_probe.__doc__ = """Run the snapshot probe inside `image` on `inputs` and return what it wrote to
+/envrepro/out (`started_probe`'s arguments). `environment` overrides
+variables for this run only (None: unset, even if the image sets it)."""
 
 
 class RunningProbe:

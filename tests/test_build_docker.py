@@ -246,6 +246,7 @@ def as_gpu_snapshot(raw: dict[str, object]) -> dict[str, object]:
 INTERRUPTED_BUILD = """
 import io, sys, tarfile
 from envrepro.engine import DockerEngine
+from envrepro.engine_api import BuildOptions
 dockerfile = b"FROM %s\\nRUN sleep 300 && echo %s\\n"
 buffer = io.BytesIO()
 with tarfile.open(fileobj=buffer, mode="w") as archive:
@@ -253,7 +254,7 @@ with tarfile.open(fileobj=buffer, mode="w") as archive:
     info.size = len(dockerfile)
     archive.addfile(info, io.BytesIO(dockerfile))
 try:
-    DockerEngine().build(buffer.getvalue(), tag="%s", no_cache=True)
+    DockerEngine().build(buffer.getvalue(), tag="%s", options=BuildOptions(no_cache=True))
 except KeyboardInterrupt:
     sys.exit(130)
 """

@@ -12,7 +12,7 @@ from conftest import CASES, CliResult
 from support.fake_engine import ContainerFs, FakeEngine
 
 from envrepro.engine import DockerEngine
-from envrepro.engine_api import BuildEvent, BuildStream, ContainerSpec, RunResult
+from envrepro.engine_api import BuildEvent, BuildOptions, BuildStream, ContainerSpec, RunResult
 from envrepro.errors import BuildFailedError, EngineError, EngineUnavailableError
 
 
@@ -82,7 +82,9 @@ def test_fake_engine_builds_from_the_real_context_and_keeps_labels() -> None:
     engine = FakeEngine()
     events: list[BuildEvent] = []
     built = engine.build(
-        context('FROM base\nLABEL io.envrepro.snapshot.digest="abc"\n'), tag="x:1", on_event=events.append
+        context('FROM base\nLABEL io.envrepro.snapshot.digest="abc"\n'),
+        tag="x:1",
+        options=BuildOptions(events.append),
     )
     assert engine.image_exists("x:1")
     assert engine.inspect_image("x:1").labels == {"io.envrepro.snapshot.digest": "abc"}

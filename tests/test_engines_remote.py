@@ -27,7 +27,7 @@ from engines import BASE_IMAGE, ExtraEngine, SshEndpoint
 
 from envrepro import snapshot as snapshot_mod
 from envrepro.engine import DockerEngine
-from envrepro.engine_api import BuildEvent
+from envrepro.engine_api import BuildEvent, BuildOptions
 from envrepro.errors import BuildFailedError, EngineUnavailableError
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
@@ -132,7 +132,7 @@ def test_build_inspect_and_remove_through_docker_engine(extra_engine: ExtraEngin
     tag = own_tag("envrepro-test/remote-tiny", extra_engine.name)
     dockerfile = f"FROM {BASE_IMAGE}\nLABEL io.envrepro.test=remote\nRUN echo built > /built.txt\n"
     events: list[BuildEvent] = []
-    built = engine.build(context_tar(dockerfile), tag=tag, on_event=events.append, no_cache=True)
+    built = engine.build(context_tar(dockerfile), tag=tag, options=BuildOptions(events.append, no_cache=True))
     try:
         assert engine.image_exists(tag)
         info = engine.inspect_image(tag)

@@ -83,6 +83,7 @@ SIGNALLED_BUILD = """
 import io, sys, tarfile
 from envrepro.cli import exit_code
 from envrepro.engine import DockerEngine
+from envrepro.engine_api import BuildOptions
 from envrepro.signals import terminate_on_signals
 dockerfile = b"FROM %s\\nRUN sleep 300 && echo %s\\n"
 buffer = io.BytesIO()
@@ -92,7 +93,7 @@ with tarfile.open(fileobj=buffer, mode="w") as archive:
     archive.addfile(info, io.BytesIO(dockerfile))
 try:
     with terminate_on_signals():
-        DockerEngine().build(buffer.getvalue(), tag="%s", no_cache=True)
+        DockerEngine().build(buffer.getvalue(), tag="%s", options=BuildOptions(no_cache=True))
 except KeyboardInterrupt as exc:
     sys.exit(exit_code(exc))
 """

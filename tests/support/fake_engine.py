@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from envrepro.engine_api import (
+    DEFAULT_BUILD,
     DEFAULT_DOCKER_HOST,
+    BuildOptions,
     BuildStream,
     ContainerSpec,
     EngineFacts,
     ImageInfo,
     ImageRecord,
-    OnEvent,
-    OnOutput,
     RunResult,
 )
 from envrepro.errors import EngineError, ImageInUseError
@@ -92,23 +92,14 @@ class FakeEngine:
             raise EngineError(f"inspect image {ref}", "No such image")
         return self.images[ref]
 
-    def build(
-        self,
-        context_tar: bytes,
-        *,
-        tag: str,
-        on_event: OnEvent | None = None,
-        no_cache: bool = False,
-        on_output: OnOutput | None = None,
-        platform: str | None = None,
-    ) -> BuiltImage:
+    def build(self, context_tar: bytes, *, tag: str, options: BuildOptions = DEFAULT_BUILD) -> BuiltImage:
         files = untar(context_tar)
         self.builds.append(files)
-        self.no_cache_builds += no_cache
-        self.build_platforms.append(platform)
+        self.no_cache_builds += options.no_cache
+        self.build_platforms.append(options.platform)
         dockerfile = files.get("Dockerfile", b"").decode()
         messages = self.build_messages if self.build_messages is not None else _success(dockerfile)
-        stream = BuildStream(on_event, on_output)
+        stream = BuildStream(options.on_event, options.on_output)
         for message in messages:
             stream.feed(message)
         image_id = stream.finish()
