@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from envrepro.bisect import BisectResult, Trial, max_abs
-from envrepro.parity_model import Measure, _Frozen
+from envrepro.parity_model import Measure, ModelCheck, _Frozen
 from envrepro.variants import describe_set
 
 
@@ -33,13 +33,9 @@ class TrialEntry(_Frozen):
     note: str
 
 
-class BisectReport(_Frozen):
+class BisectReport(ModelCheck):
     schema_version: int = 1
     verdict: str  # pass (parity passed, nothing to bisect), cause, no-cause, incomplete
-    summary: str
-    model: str
-    image: str
-    snapshot: str
     baseline_max_abs_error: Measure
     groups: tuple[GroupEntry, ...]
     trials: tuple[TrialEntry, ...]

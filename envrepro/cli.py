@@ -20,7 +20,13 @@ from rich.logging import RichHandler
 
 from envrepro import __version__, options, runner, snapshot
 from envrepro.cli_bisect import bisect_cmd
-from envrepro.cli_options import build_options, snapshot_argument, snapshot_option, snapshot_options
+from envrepro.cli_options import (
+    build_options,
+    choice_option,
+    snapshot_argument,
+    snapshot_option,
+    snapshot_options,
+)
 from envrepro.console import err, error_line, out
 from envrepro.engine import DockerEngine
 from envrepro.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, EnvreproError, Terminated
@@ -55,12 +61,10 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 @click.version_option(__version__, prog_name="envrepro")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no warnings; errors still print.")
-@click.option(
+@choice_option(
     "--log-format",
-    type=click.Choice(["auto", "text", "json"]),
-    default="auto",
-    show_default=True,
-    help="Progress on stderr: auto (live on a terminal, timestamped lines elsewhere), text, or json "
+    ["auto", "text", "json"],
+    "Progress on stderr: auto (live on a terminal, timestamped lines elsewhere), text, or json "
     "(one event per line).",
 )
 @click.pass_context

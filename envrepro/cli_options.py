@@ -23,6 +23,12 @@ def _tag(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str
     return None if value is None else check_tag_reference(value)
 
 
+def choice_option(name: str, choices: list[str], text: str, **extra: Any) -> Callable[[F], F]:
+    """`name` taking one of `choices`; the first is the default, shown in --help."""
+    kind = click.Choice(choices)
+    return click.option(name, type=kind, default=choices[0], show_default=True, help=text, **extra)
+
+
 def snapshot_option(text: str) -> Callable[[F], F]:
     """`--snapshot FILE` (default envrepro.snapshot.json, else the old envrepro.lock.json), as build and
     parity take it."""
@@ -116,12 +122,10 @@ _SNAPSHOT = [
 ]
 
 _BUILD = [
-    click.option(
+    choice_option(
         "--target",
-        type=click.Choice(["auto", "cpu", "gpu"]),
-        default="auto",
-        show_default=True,
-        help="auto: GPU when the snapshot's TensorFlow is a CUDA build or nvidia-* wheels are installed.",
+        ["auto", "cpu", "gpu"],
+        "auto: GPU when the snapshot's TensorFlow is a CUDA build or nvidia-* wheels are installed.",
     ),
     click.option("--base-image", metavar="IMAGE", help="Build on this base instead of the resolved one."),
     click.option(
@@ -169,14 +173,12 @@ _BUILD = [
     click.option(
         "--no-reuse-lock", is_flag=True, help="Recompute the lock even if the snapshot is unchanged."
     ),
-    click.option(
+    choice_option(
         "--lock-in",
-        type=click.Choice(["auto", "host", "image"]),
-        default="auto",
-        show_default=True,
+        ["auto", "host", "image"],
         envvar="ENVREPRO_LOCK_IN",
         show_envvar=True,
-        help="Where pip-compile resolves the lock. image: in a throwaway container of the base image (its "
+        text="Where pip-compile resolves the lock. image: in a throwaway container of the base image (its "
         "Python, libc, architecture; needs the engine); host: here (only when this host is Linux with the "
         "image's Python major.minor, libc and architecture); auto: host when it matches, else image.",
     ),

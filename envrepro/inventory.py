@@ -68,6 +68,12 @@ def parse_duration(text: str) -> timedelta:
 
 
 @dataclass(frozen=True)
+class Inventory:
+    images: tuple[EnvreproImage, ...]  # newest first
+    builders: tuple[BuilderCache, ...]  # newest first
+
+
+@dataclass(frozen=True)
 class EnvreproImage:
     record: ImageRecord
     digest: str
@@ -87,12 +93,6 @@ class BuilderCache:
     record: ImageRecord
     digest: str
     in_use: bool
-
-
-@dataclass(frozen=True)
-class Inventory:
-    images: tuple[EnvreproImage, ...]  # newest first
-    builders: tuple[BuilderCache, ...]  # newest first
 
 
 def take_inventory(engine: ContainerEngine) -> Inventory:
@@ -171,22 +171,19 @@ class CleanRequest:
 
 
 @dataclass(frozen=True)
-class Removal:
+class Selected:
+    """An image or builder cache `clean` chose; `reason` says why it stays, when it does."""
+
     kind: Literal["image", "builder"]
     record: ImageRecord
     digest: str
-
-
-@dataclass(frozen=True)
-class Kept:
-    record: ImageRecord
-    reason: str
+    reason: str = ""
 
 
 @dataclass(frozen=True)
 class CleanResult:
-    removed: tuple[Removal, ...]  # in a dry run: what would be removed
-    kept: tuple[Kept, ...]  # selected, but not removed, and why
+    removed: tuple[Selected, ...]  # in a dry run: what would be removed
+    kept: tuple[Selected, ...]  # selected, but not removed, and why
     dry_run: bool
 
 
@@ -195,13 +192,13 @@ def clean(engine: ContainerEngine, request: CleanRequest, now: float | None = No
     removals, kept = plan_clean(take_inventory(engine), request, time.time() if now is None else now)
     if request.dry_run:
         return CleanResult(tuple(removals), tuple(kept), dry_run=True)
-    done: list[Removal] = []
+    done: list[Selected] = []
     for removal in removals:
         try:
             _remove(engine, removal.record)
             done.append(removal)
         except ImageInUseError as exc:
-            kept.append(Kept(removal.record, exc.reason))
+            kept.append(replace(removal, reason=exc.reason))
     return CleanResult(tuple(done), tuple(kept), dry_run=False)
 
 
@@ -213,18 +210,20 @@ def _remove(engine: ContainerEngine, record: ImageRecord) -> None:
     engine.delete_image(last)
 
 
-def plan_clean(inventory: Inventory, request: CleanRequest, now: float) -> tuple[list[Removal], list[Kept]]:
+def plan_clean(
+    inventory: Inventory, request: CleanRequest, now: float
+) -> tuple[list[Selected], list[Selected]]:
     """Which images and builder caches to remove, and which selected ones stay (with why). Pure."""
-    removals: list[Removal] = []
-    kept: list[Kept] = []
+    removals: list[Selected] = []
+    kept: list[Selected] = []
     for image in inventory.images:
         if not _old_enough(image.record, request, now) or not (request.everything or image.replaced):
             continue
         why = _why_kept(image, request)
         if why:
-            kept.append(Kept(image.record, why))
+            kept.append(Selected("image", image.record, image.digest, why))
         else:
-            removals.append(Removal("image", image.record, image.digest))
+            removals.append(Selected("image", image.record, image.digest))
     removals += _builders_to_remove(inventory, removals, request, now)
     return removals, kept
 
@@ -238,18 +237,18 @@ def _why_kept(image: EnvreproImage, request: CleanRequest) -> str:
 
 
 def _builders_to_remove(
-    inventory: Inventory, removals: Sequence[Removal], request: CleanRequest, now: float
-) -> list[Removal]:
+    inventory: Inventory, removals: Sequence[Selected], request: CleanRequest, now: float
+) -> list[Selected]:
     removed_ids = {removal.record.image_id for removal in removals}
     removed = {removal.digest for removal in removals}
     remaining = {image.digest for image in inventory.images if image.record.image_id not in removed_ids}
     known = {image.digest for image in inventory.images}
-    chosen: list[Removal] = []
+    chosen: list[Selected] = []
     for cache in inventory.builders:
         belongs = cache.digest in removed and (request.everything or cache.digest not in remaining)
         orphan = cache.digest not in known or request.everything
         if not cache.in_use and (belongs or (orphan and _old_enough(cache.record, request, now))):
-            chosen.append(Removal("builder", cache.record, cache.digest))
+            chosen.append(Selected("builder", cache.record, cache.digest))
     return chosen
 
 

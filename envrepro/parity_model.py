@@ -80,14 +80,19 @@ class Cause(_Frozen):
 Stage = Literal["none", "preprocessing", "model", "both"]
 
 
-class ParityReport(_Frozen):
-    schema_version: Literal[1] = 1
-    verdict: Literal["pass", "fail"]
+class ModelCheck(_Frozen):
+    """What a report of a model checked in an image says first (parity's and bisect's)."""
+
     summary: str
     model: str
-    model_format: str
     image: str
     snapshot: str
+
+
+class ParityReport(ModelCheck):
+    schema_version: Literal[1] = 1
+    verdict: Literal["pass", "fail"]
+    model_format: str
     snapshot_digest: str
     samples: int
     model_mismatch: bool

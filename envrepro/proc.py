@@ -6,8 +6,8 @@ import logging
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from envrepro.errors import CommandError
 from envrepro.probe.redact import redact_text
@@ -15,8 +15,9 @@ from envrepro.probe.redact import redact_text
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Completed:
+class Completed(NamedTuple):
+    """A finished command: what ran (redacted only where logged), its exit code and its text output."""
+
     command: tuple[str, ...]
     returncode: int
     stdout: str
