@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import traceback
+from typing import Callable
 
 PROBE_VERSION = 1
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -42,20 +43,59 @@ def _parse(argv: "list[str]") -> argparse.Namespace:
 
 
 def collect_environment(args: argparse.Namespace) -> "dict[str, object]":
-    import gpu  # type: ignore[import-not-found]
+    """The environment record. Its standard-library part (distributions, Python, OS, CPU, GPU: files and
+    metadata only, ~0.3 s) is taken in a forked child while this process imports TensorFlow, which takes
+    seconds on one CPU; where there is no fork, or the child fails, it is taken here after all."""
+    waited = _in_child(lambda: _stdlib_environment(args))
     import tfprobe  # type: ignore[import-not-found]
 
+    tensorflow = None if args.no_tensorflow else tfprobe.collect_tensorflow()
+    env = waited() or _stdlib_environment(args)
+    env["tensorflow"] = tensorflow
+    return env
+
+
+def _stdlib_environment(args: argparse.Namespace) -> "dict[str, object]":
+    import gpu  # type: ignore[import-not-found]
+
     names = [name for name in args.env_names.split(",") if name]
-    env = {
+    return {
         "python": envprobe.collect_python(),
         "os": envprobe.collect_os(),
         "cpu": envprobe.collect_cpu(),
         "distributions": envprobe.collect_distributions(),
         "env": envprobe.collect_env(names),
+        "gpu": gpu.collect(),
     }
-    env["tensorflow"] = None if args.no_tensorflow else tfprobe.collect_tensorflow()
-    env["gpu"] = gpu.collect()
-    return env
+
+
+def _in_child(work: "Callable[[], dict[str, object]]") -> "Callable[[], dict[str, object] | None]":
+    """Run `work` in a forked child; the returned function waits for its JSON result (None: it failed)."""
+    if not hasattr(os, "fork"):
+        return lambda: None
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no threads exist yet (nothing has imported TensorFlow)
+        status = 1
+        try:
+            os.close(read_end)
+            with os.fdopen(write_end, "wb") as handle:
+                handle.write(json.dumps(work()).encode("utf-8"))
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+
+    def wait() -> "dict[str, object] | None":
+        with os.fdopen(read_end, "rb") as handle:
+            data = handle.read()
+        _, status = os.waitpid(pid, 0)
+        if status != 0 or not data:
+            return None
+        result: "dict[str, object]" = json.loads(data.decode("utf-8"))
+        return result
+
+    return wait
 
 
 def collect_preprocessing(args: argparse.Namespace) -> "dict[str, object]":
