@@ -108,16 +108,16 @@ class DockerEngine:
         return int(self.api.info().get("NCPU") or 1)
 
     def create_container(self, spec: ContainerSpec) -> str:
-        options = _create_options(spec)
+        options = {**_create_options(spec), "host_config": self.api.create_host_config(**_host_options(spec))}
         try:
             try:
-                container = self.client.containers.create(spec.image, list(spec.command), **options)
+                created = self.api.create_container(spec.image, list(spec.command), **options)
             except ImageNotFound:  # a base the engine has not pulled yet (or not for this platform)
                 self.client.images.pull(spec.image, platform=spec.platform)
-                container = self.client.containers.create(spec.image, list(spec.command), **options)
+                created = self.api.create_container(spec.image, list(spec.command), **options)
         except APIError as exc:
             raise EngineError(f"create a container from {spec.image}", _short(exc)) from exc
-        return str(container.id)
+        return str(created["Id"])
 
     def put_archive(self, container: str, path: str, tar: bytes) -> None:
         try:
@@ -126,20 +126,24 @@ class DockerEngine:
             raise EngineError(f"copy files into the container at {path}", _short(exc)) from exc
 
     def start_container(self, container: str, timeout_s: float) -> RunResult:
-        handle = self.client.containers.get(container)
+        """Start, wait (at most `timeout_s`, then kill), then one inspect for the OOM flag and the logs."""
         try:
-            handle.start()
+            self.api.start(container)
         except APIError as exc:
-            raise EngineError(f"start the container of {handle.image}", _short(exc)) from exc
+            raise EngineError(f"start the container {container[:12]}", _short(exc)) from exc
         try:
-            status = handle.wait(timeout=timeout_s)
+            status = self.api.wait(container, timeout=timeout_s)  # type: ignore[arg-type]  # requests takes a float
         except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
             with contextlib.suppress(APIError):
-                handle.kill()
-            return RunResult(exit_code=-1, logs=_logs(handle), timed_out=True)
-        handle.reload()
-        oom = bool((handle.attrs.get("State") or {}).get("OOMKilled"))
-        return RunResult(exit_code=int(status.get("StatusCode", -1)), logs=_logs(handle), oom_killed=oom)
+                self.api.kill(container)
+            return RunResult(exit_code=-1, logs=self._logs(container), timed_out=True)
+        oom = bool((self.api.inspect_container(container).get("State") or {}).get("OOMKilled"))
+        code = int(status.get("StatusCode", -1))
+        return RunResult(exit_code=code, logs=self._logs(container), oom_killed=oom)
+
+    def _logs(self, container: str) -> str:
+        raw = self.api.logs(container, stdout=True, stderr=True)
+        return redact_text(raw.decode("utf-8", errors="replace"))
 
     def get_archive(self, container: str, path: str) -> Generator[bytes, None, None]:
         """The tar stream of `path`, in chunks; closing the iterator drops the connection (nothing more is
@@ -247,27 +251,28 @@ def _image_record(row: Mapping[str, Any]) -> ImageRecord:
     )
 
 
-def _logs(container: Any) -> str:
-    raw = container.logs(stdout=True, stderr=True)
-    return redact_text(raw.decode("utf-8", errors="replace"))
-
-
 def _create_options(spec: ContainerSpec) -> dict[str, Any]:
+    """The low-level API's create arguments; the limits and the lock-down go in `_host_options`."""
     return {
         "user": spec.user,
         "environment": dict(spec.environment),
         "volumes": list(spec.volumes),  # anonymous volumes: writable by the archive API before the start
         "network_disabled": spec.network_disabled,
+        "labels": {RUN_LABEL: spec.label, **({RUN_ID_LABEL: spec.run_id} if spec.run_id else {})},
+        **({"platform": spec.platform} if spec.platform else {}),
+    }
+
+
+def _host_options(spec: ContainerSpec) -> dict[str, Any]:
+    return {
         "mem_limit": spec.memory_bytes,
         "memswap_limit": spec.memory_bytes,  # no swap beyond the memory limit
         "nano_cpus": int(spec.cpus * 1e9) if spec.cpus else None,
-        "labels": {RUN_LABEL: spec.label, **({RUN_ID_LABEL: spec.run_id} if spec.run_id else {})},
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
         "pids_limit": spec.pids_limit,
         "read_only": True,
         "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={spec.tmp_size}"},  # noqa: S108 - the container's own tmpfs
-        **({"platform": spec.platform} if spec.platform else {}),
     }
 
 
