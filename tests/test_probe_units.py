@@ -169,3 +169,35 @@ def test_write_atomic_replaces_the_file(tmp_path):
     assert target.read_text() == "new"
     with pytest.raises(OutputError):
         write_atomic(target / "child", "x")
+
+
+def _probe_main():  # the probe's entry point; importing it puts its directory on sys.path
+    from envrepro.probe import main as probe_main
+
+    return probe_main
+
+
+def test_the_environment_record_taken_beside_tensorflow_is_the_one_taken_inline():
+    probe = _probe_main()
+    args = probe._parse(["--out", "unused.json", "--no-tensorflow", "--env-names", "PYTHONHASHSEED"])
+    inline = json.loads(json.dumps({**probe._stdlib_environment(args), "tensorflow": None}))
+    assert probe.collect_environment(args) == inline
+
+
+def test_a_child_that_fails_gives_nothing_and_the_record_is_taken_inline(monkeypatch):
+    probe = _probe_main()
+
+    def broken() -> dict:
+        raise RuntimeError("the child's work failed")
+
+    assert probe._in_child(broken)() is None
+    assert probe._in_child(lambda: {"python": {"version": "3.11.7"}})() == {"python": {"version": "3.11.7"}}
+    monkeypatch.setattr(probe, "_in_child", lambda work: lambda: None)
+    args = probe._parse(["--out", "unused.json", "--no-tensorflow"])
+    assert probe.collect_environment(args)["python"] == probe._stdlib_environment(args)["python"]
+
+
+def test_without_fork_the_record_is_taken_inline(monkeypatch):
+    probe = _probe_main()
+    monkeypatch.delattr(probe.os, "fork")
+    assert probe._in_child(lambda: {"x": 1})() is None
