@@ -36,6 +36,21 @@ def test_lambda_h5_is_refused_in_the_image_naming_the_flag_and_passes_with_it(
     assert data["verdict"] == "pass"
 
 
+@pytest.mark.parametrize("flag", [(), ("--unsafe-deserialization",)], ids=["safe", "unsafe"])
+def test_lambda_savedmodel_recorded_with_the_flag_passes_in_the_image_in_either_mode(
+    cpu_build: object, tf_python: Path, tf_models: Path, tmp_path: Path, flag: tuple[str, ...]
+) -> None:
+    """A SavedModel is a TensorFlow graph: its Lambda holds no Python code to deserialize, so the image
+    loads it with or without the flag, as the training environment recorded it (test_model_loading_tf)."""
+    snap = tmp_path / "lambda-savedmodel" / "envrepro.lock.json"
+    model = tf_models / "lambda_savedmodel"
+    record(tf_python, model, snap, "--unsafe-deserialization")
+    result, data = parity(snap, model, tmp_path / "reports", *flag)
+    assert result.exit_code == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert data["verdict"] == "pass"
+
+
 def test_missing_custom_class_in_the_image_is_named_with_the_path_as_given(
     cpu_build: object, tf_python: Path, tf_models: Path, tmp_path: Path
 ) -> None:
