@@ -21,6 +21,7 @@ from dockerfile_parse import DockerfileParser
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from packaging.requirements import Requirement
+from pydantic import ValidationError
 
 from envrepro import snapshot
 from envrepro.cli import main
@@ -221,6 +222,39 @@ def assert_one_line_user_error(error: EnvreproError) -> None:
     assert str(error).isprintable() and len(str(error)) < 1000
 
 
+def assert_the_error_line_names_the_field(refused: SnapshotFormatError, stderr: str, doc: Any) -> None:
+    """A field outside its grammar (pydantic's refusal) is named by its JSON pointer in the one error line,
+    `error: PATH is not a valid envrepro snapshot: /json/pointer: rule`, as test_snapshot_validation asserts
+    field by field. The other refusals name no field (a schema_version this envrepro does not read)."""
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {refused}"], stderr
+    if not isinstance(refused.__cause__, ValidationError):
+        assert not refused.reason.startswith("/"), refused.reason
+        return
+    loc = refused.__cause__.errors(include_url=False, include_input=False)[0]["loc"]
+    pointer = snapshot.json_pointer(loc)
+    assert pointer.startswith("/") and refused.reason.startswith(f"{pointer}: "), refused.reason
+    assert f" is not a valid envrepro snapshot: {pointer}: " in errors[0]
+    assert_pointer_is_in_the_document(pointer, doc)
+
+
+def assert_pointer_is_in_the_document(pointer: str, doc: Any) -> None:
+    """The pointer leads into the document: every token but the last (a required field may be missing)
+    names a member there. Tokens escaped for display (a control character in a key) are not followed."""
+    tokens = [token.replace("~1", "/").replace("~0", "~") for token in pointer[1:].split("/")]
+    node = doc
+    for token in tokens[:-1]:
+        if "\\" in token or pointer.endswith("..."):
+            return
+        if isinstance(node, list):
+            assert token.isdigit() and int(token) < len(node), (pointer, token)
+            node = node[int(token)]
+        elif isinstance(node, dict) and token in node:
+            node = node[token]
+        else:
+            return  # a union's branch name (pydantic's location of a tagged or nullable member)
+
+
 # --- the property -------------------------------------------------------------------------------------
 
 
@@ -232,14 +266,17 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @SETTINGS
 @given(doc=mutated_documents() | plausible_documents())
 def test_a_mutated_snapshot_is_refused_with_exit_2_or_renders_only_the_templates_instructions(
-    doc: dict[str, Any], workdir: Path
+    doc: dict[str, Any], workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = workdir / "snapshot.json"
     path.write_text(json.dumps(doc), encoding="utf-8")
     snap, refused = outcome(lambda: snapshot.load(path), SnapshotFormatError)
+    capsys.readouterr()
     assert main(["show", str(path)]) == (0 if refused is None else 2)
     if refused is not None:
+        assert isinstance(refused, SnapshotFormatError)
         assert_one_line_user_error(refused)
+        assert_the_error_line_names_the_field(refused, capsys.readouterr().err, doc)
         return
     target, unserved = outcome(lambda: resolve(snap), EnvreproError)
     if unserved is not None:
