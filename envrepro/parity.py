@@ -32,6 +32,7 @@ from envrepro.reference import (
     reference_path,
 )
 from envrepro.runner import InFile, Limits, in_path
+from envrepro.signals import deferred_signals
 from envrepro.snapshot import Environment, ModelRecord
 from envrepro.target import default_image_tag
 from envrepro.tolerance import Tolerances
@@ -81,8 +82,10 @@ def parity_run(request: ParityRequest, engine: Callable[[], ContainerEngine]) ->
     args, inputs = probe_arguments(request, record, pre)
     env = dict(request.environment)
     with runner.started_probe(engine(), image, args, inputs, request.limits, environment=env) as running:
-        # while the image runs: the numeric side imported (NumPy...), the reference arrays read and verified
-        from envrepro import parity_verdict  # noqa: PLC0415 - see the module's docstring
+        # while the image runs: the numeric side imported (NumPy...), the reference arrays read and verified.
+        # A signal is held during the import: raised inside the import machinery's callbacks it is lost.
+        with deferred_signals():
+            from envrepro import parity_verdict  # noqa: PLC0415 - see the module's docstring
 
         references = load_references(request.snapshot_path.parent, record, pre)
         output = running.output()
