@@ -121,7 +121,9 @@ def _node(doc: Any, where: tuple[str | int, ...]) -> Any:
 
 
 def _mutate(draw: st.DrawFn, parent: Any, key: str | int) -> None:
-    if (isinstance(parent, dict) and key not in parent) or (isinstance(parent, list) and key >= len(parent)):  # type: ignore[operator]
+    if (isinstance(parent, dict) and key not in parent) or (
+        isinstance(parent, list) and (not isinstance(key, int) or key >= len(parent))
+    ):
         return
     operation = draw(st.sampled_from(["replace", "splice", "delete", "extra"]))
     current = parent[key]
