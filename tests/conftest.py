@@ -57,6 +57,15 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
 
 
 @pytest.fixture(scope="session")
+def plain_snapshot(plain_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small snapshot (no TensorFlow): its lock and its builder stage take seconds."""
+    out = tmp_path_factory.mktemp("plain-snapshot") / "envrepro.lock.json"
+    result = _run_cli(["snapshot", "--python", str(plain_python), "-o", str(out)])
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
 def plain_python() -> Path:
     """A real virtualenv with no TensorFlow (fast probe)."""
     return envs.ensure("plain")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import certifi
 import pytest
-from conftest import OWN_CONTAINERS, _run_cli, build_args, own_tag, reused_lock
+from conftest import OWN_CONTAINERS, build_args, own_tag, reused_lock
 from engines import BASE_IMAGE, ExtraEngine, SshEndpoint
 
 from envrepro import snapshot as snapshot_mod
@@ -155,14 +155,6 @@ def test_failing_build_step_is_named(extra_engine: ExtraEngine) -> None:
 
 # ---------------------------------------------------------------------------------------------------------
 # envrepro build of a small snapshot (no TensorFlow), then `diff image:` of what it built
-
-
-@pytest.fixture(scope="session")
-def plain_snapshot(plain_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("plain-snapshot") / "envrepro.lock.json"
-    result = _run_cli(["snapshot", "--python", str(plain_python), "-o", str(out)])
-    assert result.exit_code == 0, result.stderr
-    return out
 
 
 @pytest.fixture(scope="session")

@@ -156,15 +156,6 @@ def slow_base(docker_engine: DockerEngine, own_images: OwnImages) -> tuple[str, 
     return tag, own_images.built(tag)
 
 
-@pytest.fixture(scope="module")
-def plain_snapshot(plain_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small snapshot (no TensorFlow): its lock and its builder stage take seconds."""
-    out = tmp_path_factory.mktemp("signals-plain") / "envrepro.lock.json"
-    result = _run_cli(["snapshot", "--python", str(plain_python), "-o", str(out)])
-    assert result.exit_code == 0, result.stderr
-    return out
-
-
 def useradd_steps(engine: DockerEngine, base_id: str) -> list[str]:
     """IDs of the containers of the build step that runs `useradd` on our base (one listing call)."""
     listed = engine.client.api.containers(all=True, filters={"ancestor": base_id})
