@@ -11,48 +11,36 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 from rich.logging import RichHandler
 
-from envrepro import __version__, options, runner, snapshot
+from envrepro import __version__
 from envrepro.cli_bisect import bisect_cmd
 from envrepro.cli_options import (
+    Settings,
     build_options,
     choice_option,
+    display,
     snapshot_argument,
     snapshot_option,
     snapshot_options,
 )
+from envrepro.cli_parity import parity_cmd
 from envrepro.console import err, error_line, out
 from envrepro.engine import DockerEngine
 from envrepro.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, EnvreproError, Terminated
-from envrepro.fsutil import write_atomic
-from envrepro.parity import ParityRequest, run_parity
-from envrepro.parity_model import ParityReport
-from envrepro.progress import Display, JsonLogHandler, LogFormat, display_for
-from envrepro.report import (
-    differences_json,
-    differences_markdown,
-    differences_table,
-    parity_json,
-    parity_junit,
-    parity_markdown,
-    parity_table,
-    snapshot_summary,
-)
+from envrepro.progress import Display, JsonLogHandler, LogFormat
 from envrepro.signals import terminate_on_signals
-from envrepro.snapshot import Snapshot
-from envrepro.tolerance import Tolerance, Tolerances
 
 if TYPE_CHECKING:
     from envrepro.build import BuildResult
+    from envrepro.snapshot import Snapshot
 
-# What only one command needs is imported in that command (build, diff, snapshot, images/clean, doctor):
-# `envrepro parity` starts without the lock, the renderer, the inventory or the doctor.
+# What only one command needs is imported in that command, and so are the reports and the snapshot's
+# models: `envrepro parity` (cli_parity.py) starts its container before it imports them (parity.py).
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
@@ -86,35 +74,17 @@ def _log_handler(log_format: LogFormat) -> logging.Handler:
     return RichHandler(console=err, show_time=False, show_path=False)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The global options every command reads: how to show progress."""
-
-    quiet: bool = False
-    log_format: LogFormat = "auto"
-
-
-def _settings() -> Settings:
-    obj = click.get_current_context().find_root().obj
-    return obj if isinstance(obj, Settings) else Settings()
-
-
-def _display() -> Display:
-    settings = _settings()
-    return display_for(quiet=settings.quiet, log_format=settings.log_format)
-
-
 @cli.command("snapshot")
 @snapshot_options
 def snapshot_cmd(*, python: str | None, output: Path, show: bool, **probe: Any) -> int:
     """Record the target environment (and models' reference outputs) in a snapshot file."""
-    from envrepro import introspect  # noqa: PLC0415 - only this command needs it
+    from envrepro import introspect, report  # noqa: PLC0415 - only this command needs it
 
     request = introspect.ProbeRequest(python=introspect.resolve_interpreter(python), **probe)
-    with _display().stage("snapshot", "probing the environment" + (" and models" * bool(request.models))):
+    with display().stage("snapshot", "probing the environment" + (" and models" * bool(request.models))):
         snap = introspect.take_snapshot(request, output)
     if show:
-        out.print(snapshot_summary(snap, str(output)))
+        out.print(report.snapshot_summary(snap, str(output)))
     err.print(_written(snap, output))
     return EXIT_OK
 
@@ -133,7 +103,9 @@ def _written(snap: Snapshot, output: Path) -> str:
 @snapshot_argument
 def show_cmd(path: Path) -> int:
     """Print a summary of a snapshot file (default: envrepro.snapshot.json)."""
-    out.print(snapshot_summary(snapshot.load(path), str(path)))
+    from envrepro import report, snapshot  # noqa: PLC0415 - see above
+
+    out.print(report.snapshot_summary(snapshot.load(path), str(path)))
     return EXIT_OK
 
 
@@ -145,9 +117,9 @@ def build_cmd(*, no_reuse_lock: bool, **options: Any) -> int:
     from envrepro.build import BuildRequest, build  # noqa: PLC0415 - only this command needs it
 
     request = BuildRequest(reuse_lock=not no_reuse_lock, **options)
-    with _display() as display:
-        result = build(request, DockerEngine, display.on_event, display.on_event)
-    _print_build(result, display)
+    with display() as shown:
+        result = build(request, DockerEngine, shown.on_event, shown.on_event)
+    _print_build(result, shown)
     return EXIT_OK
 
 
@@ -163,101 +135,6 @@ def _print_build(result: BuildResult, display: Display) -> None:
         out.print(f"image {result.image.image_id} ({size:,.0f} MB) tagged {', '.join(result.image.tags)}")
 
 
-@cli.command("parity")
-@click.option(
-    "--model",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="The model file or SavedModel directory recorded by `snapshot --model`.",
-)
-@click.option(
-    "--image",
-    type=options.ImageReference(),
-    metavar="NAME:TAG",
-    help="Image to run in (default: the tag `envrepro build` gave).",
-)
-@snapshot_option("The snapshot that holds the model's reference outputs.")
-@click.option(
-    "--atol", type=options.ToleranceValue(), help="Absolute tolerance for every output (default: by dtype)."
-)
-@click.option(
-    "--rtol", type=options.ToleranceValue(), help="Relative tolerance for every output (default: by dtype)."
-)
-@click.option(
-    "--tolerance",
-    "tolerances",
-    type=options.OutputTolerance(),
-    multiple=True,
-    metavar="OUTPUT=ATOL[,RTOL]",
-    help="Per-output tolerance override (OUTPUT: one of the model's outputs). Repeatable.",
-)
-@click.option("--report", type=click.Path(path_type=Path, dir_okay=False), help="Write the JSON report.")
-@click.option(
-    "--markdown", type=click.Path(path_type=Path, dir_okay=False), help="Write the Markdown report."
-)
-@click.option("--junit", type=click.Path(path_type=Path, dir_okay=False), help="Write a JUnit XML report.")
-@click.option("--custom-objects", metavar="MODULE|FILE.py", help="Module or file defining custom layers.")
-@click.option("--unsafe-deserialization", is_flag=True, help="Allow Keras unsafe deserialization.")
-@click.option("--timeout", type=options.Seconds(1), default="600", show_default=True, help="Seconds.")
-@click.option(
-    "--memory",
-    type=options.MemorySize(),
-    default="4g",
-    show_default=True,
-    help="Container memory limit (no swap beyond it), e.g. 4g or 512m.",
-)
-@click.option(
-    "--cpus",
-    type=options.Cpus(),
-    help=f"Container CPU limit [default: {runner.DEFAULT_CPUS:g}, or the engine's CPUs if fewer].",
-)
-@click.option(
-    "--preprocess",
-    metavar="MODULE:FUNCTION|FILE.py:FUNCTION",
-    help="The preprocessing function to replay in the image (default: the one `snapshot --preprocess` "
-    "recorded). A FILE.py's directory is copied in read-only, so files it reads next to itself come along.",
-)
-def parity_cmd(
-    *,
-    model: Path,
-    image: str | None,
-    snapshot_path: Path,
-    atol: float | None,
-    rtol: float | None,
-    tolerances: tuple[tuple[str, Tolerance], ...],
-    report: Path | None,
-    markdown: Path | None,
-    junit: Path | None,
-    custom_objects: str | None,
-    unsafe_deserialization: bool,
-    timeout: float,
-    memory: int,
-    cpus: float | None,
-    preprocess: str | None,
-) -> int:
-    """Run the model inside the image on the reference inputs and compare with the training outputs.
-
-    When the snapshot recorded preprocessing, it is replayed first on the same raw samples and compared
-    on its own: the report says whether the preprocessing or the model differs."""
-    request = ParityRequest(
-        snapshot_path=snapshot_path,
-        model=model,
-        image=image,
-        tolerances=Tolerances(atol=atol, rtol=rtol, per_output=dict(tolerances)),
-        custom_objects=custom_objects,
-        unsafe_deserialization=unsafe_deserialization,
-        limits=runner.Limits(timeout_s=timeout, memory_bytes=memory, cpus=cpus),
-        preprocess=preprocess,
-    )
-    with _display().stage("parity", "running the model inside the image"):
-        result = run_parity(request, DockerEngine)
-    for path, render in ((report, parity_json), (markdown, parity_markdown), (junit, parity_junit)):
-        if path is not None:
-            write_atomic(path, render(result))
-    out.print(parity_table(result))
-    return EXIT_OK if result.verdict == "pass" else EXIT_CHECK_FAILED
-
-
 @cli.command("diff")
 @click.argument("a")
 @click.argument("b")
@@ -271,6 +148,7 @@ def diff_cmd(a: str, b: str, fmt: str, show_all: bool) -> int:
     """
     from envrepro.diff import breaks, diff  # noqa: PLC0415 - only this command needs it
     from envrepro.environments import load_environment  # noqa: PLC0415 - only this command needs it
+    from envrepro.report import differences_json, differences_markdown, differences_table  # noqa: PLC0415
 
     differences = diff(load_environment(a, DockerEngine), load_environment(b, DockerEngine))
     if fmt == "json":
@@ -286,7 +164,10 @@ def diff_cmd(a: str, b: str, fmt: str, show_all: bool) -> int:
 @click.argument("what", type=click.Choice(["snapshot", "parity", "bisect"]))
 def schema_cmd(what: str) -> int:
     """Print the JSON Schema of an envrepro document (a snapshot, a parity report)."""
-    schemas = {"snapshot": snapshot.Snapshot.model_json_schema(), "parity": ParityReport.model_json_schema()}
+    from envrepro.parity_model import ParityReport  # noqa: PLC0415 - see above
+    from envrepro.snapshot import Snapshot  # noqa: PLC0415 - see above
+
+    schemas = {"snapshot": Snapshot.model_json_schema(), "parity": ParityReport.model_json_schema()}
     if what == "bisect":
         from envrepro.bisect_report import BisectReport  # noqa: PLC0415 - only this schema needs it
 
@@ -357,6 +238,7 @@ def doctor_cmd(snapshot_path: Path, base_image: str | None, fmt: str) -> int:
     return EXIT_OK if diagnosis.ok else EXIT_USAGE
 
 
+cli.add_command(parity_cmd)
 cli.add_command(bisect_cmd)
 
 

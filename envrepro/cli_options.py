@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -10,6 +11,7 @@ import click
 
 from envrepro.imageref import check_tag_reference
 from envrepro.options import Platform
+from envrepro.progress import Display, LogFormat, display_for
 from envrepro.snapshot_file import DEFAULT_NAME, default_path
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -193,3 +195,25 @@ _BUILD = [
         "only (e.g. 3.11.2 for 3.11.7). Also: ENVREPRO_ACCEPT_PYTHON_PATCH=1.",
     ),
 ]
+
+
+# --- the global options every command reads -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The global options every command reads: how to show progress."""
+
+    quiet: bool = False
+    log_format: LogFormat = "auto"
+
+
+def settings() -> Settings:
+    obj = click.get_current_context().find_root().obj
+    return obj if isinstance(obj, Settings) else Settings()
+
+
+def display() -> Display:
+    """How the running command shows its progress (the global -q and --log-format)."""
+    chosen = settings()
+    return display_for(quiet=chosen.quiet, log_format=chosen.log_format)

@@ -11,9 +11,12 @@ import logging
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from envrepro.fsutil import files_sha256, staged_pair
-from envrepro.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from envrepro.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from envrepro.data import load_json, numerics_env_names
-from envrepro.snapshot import Environment
+
+if TYPE_CHECKING:
+    from envrepro.snapshot import Environment
 
 GroupKind = Literal["env", "packages", "preprocessing"]
 PREPROCESSING = "preprocessing"  # the key of the preprocessing group
