@@ -17,8 +17,8 @@ from envrepro.inventory import PATH_LABEL, retire_replaced, with_snapshot_path
 from envrepro.lock import LockIn, compute_lock, host_build_secrets
 from envrepro.lock_container import ImageLocker, engine_platform
 from envrepro.render import render
-from envrepro.resolve import PLATFORM_ARCH, resolve
-from envrepro.target import BuildSecrets, BuiltImage, Lock, Target, default_image_tag
+from envrepro.resolve import resolve
+from envrepro.target import PLATFORM_ARCH, BuildSecrets, BuiltImage, Lock, Target, default_image_tag
 
 log = logging.getLogger(__name__)
 

@@ -30,6 +30,7 @@ from envrepro.errors import (
     PreprocessError,
     ProbeError,
 )
+from envrepro.probe import PROBE_DIR
 from envrepro.probe.redact import redact
 from envrepro.record import to_snapshot
 from envrepro.snapshot import Environment, Snapshot
@@ -53,7 +54,6 @@ __all__ = [  # PreprocessError, reference_dir and to_snapshot are re-exported fo
 
 log = logging.getLogger(__name__)
 
-PROBE_DIR = Path(__file__).resolve().parent / "probe"
 PROBE_TIMEOUT_S = 1800.0
 MIN_TARGET_PYTHON = (3, 8)
 

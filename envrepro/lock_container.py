@@ -27,6 +27,7 @@ from importlib import metadata
 from envrepro import runner
 from envrepro.engine_api import ContainerEngine, RunResult
 from envrepro.errors import EngineError, LockError, LockPlatformError, ProbeOutputError
+from envrepro.inbox import InBytes, InFile
 from envrepro.pipconfig import pip_conf_text
 from envrepro.target import BuildSecrets
 
@@ -112,15 +113,15 @@ def lock_output(files: dict[str, bytes]) -> str | None:
         raise LockError(None, f"the lock from the container is not UTF-8 ({exc.reason})") from exc
 
 
-def lock_inputs(requirements_in: str, index: BuildSecrets) -> list[runner.InFile | runner.InBytes]:
+def lock_inputs(requirements_in: str, index: BuildSecrets) -> list[InFile | InBytes]:
     """requirements.in, pip.conf (index, credentials) and ca.pem: bytes only, never a host file."""
     cert = runner.in_path("ca.pem") if index.ca_bundle is not None else None
-    inputs: list[runner.InFile | runner.InBytes] = [
-        runner.InBytes(requirements_in.encode("utf-8"), "requirements.in"),
-        runner.InBytes(pip_conf_text(index, cert).encode("utf-8"), "pip.conf"),
+    inputs: list[InFile | InBytes] = [
+        InBytes(requirements_in.encode("utf-8"), "requirements.in"),
+        InBytes(pip_conf_text(index, cert).encode("utf-8"), "pip.conf"),
     ]
     if index.ca_bundle is not None:
-        inputs.append(runner.InBytes(index.ca_bundle, "ca.pem"))
+        inputs.append(InBytes(index.ca_bundle, "ca.pem"))
     return inputs
 
 

@@ -14,7 +14,7 @@ import click
 
 from envrepro import imageref
 from envrepro.errors import EnvreproError, OptionValueError, ToleranceError
-from envrepro.resolve import PLATFORM_ARCH
+from envrepro.target import PLATFORM_ARCH
 from envrepro.tolerance import Tolerance, checked
 
 _SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([bkmg]?)b?", re.IGNORECASE)

@@ -24,6 +24,7 @@ from envrepro import runner, snapshot
 from envrepro.engine_api import ContainerEngine
 from envrepro.errors import InputFileError
 from envrepro.image_run import image_run
+from envrepro.inbox import InFile
 from envrepro.reference import (
     PreprocessRun,
     find_model,
@@ -31,7 +32,7 @@ from envrepro.reference import (
     preprocess_run,
     reference_path,
 )
-from envrepro.runner import InFile, Limits, in_path
+from envrepro.runner import Limits, in_path
 from envrepro.signals import deferred_signals
 from envrepro.snapshot import Environment, ModelRecord
 from envrepro.target import default_image_tag

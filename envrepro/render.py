@@ -26,7 +26,7 @@ from envrepro.grammar import (
     dockerfile_quote,
     dockerfile_word,
 )
-from envrepro.target import Lock, Rendered, Target
+from envrepro.target import UID, Lock, Rendered, Target
 
 if TYPE_CHECKING:
     import jinja2
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 DOCKERFILE_TEMPLATE = "Dockerfile.j2"
 VENV = "/opt/venv"
 USER = "envrepro"
-UID = 10001
 HOME = "/home/envrepro"
 
 _PACKAGE_TEMPLATES = Path(__file__).resolve().parent / "templates"  # installed wheel (force-include)
@@ -82,7 +81,7 @@ def template_context(target: Target) -> dict[str, Any]:
 
 @cache
 def _environment(directory: Path) -> jinja2.Environment:
-    import jinja2  # noqa: PLC0415 - imported when rendering: parity imports UID from here, renders nothing
+    import jinja2  # noqa: PLC0415 - imported when rendering: `build --render-only` and bisect render, parity does not
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(directory),

@@ -26,7 +26,7 @@ from envrepro.bases import Base, choose_base, minor_text
 from envrepro.data import TfBuild, load_json, numerics_env_names, tf_build, tf_build_matrix, version_tuple
 from envrepro.errors import UnsupportedMachineError, UnsupportedPlatformError, UnsupportedPythonError
 from envrepro.snapshot import Distribution, Environment, Snapshot
-from envrepro.target import Requirement, Target, TargetKind, Variant
+from envrepro.target import PLATFORM_ARCH, Requirement, Target, TargetKind, Variant
 
 TargetChoice = Literal["cpu", "gpu", "auto"]
 
@@ -35,7 +35,6 @@ HOST_SPECIFIC_ENV = {
     "CUDA_VISIBLE_DEVICES": "device indices belong to the host that runs the container (use docker --gpus)",
 }
 
-PLATFORM_ARCH = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
 # platform.machine() of a training machine -> the image platform: Linux, macOS (arm64), Windows (AMD64)
 MACHINE_PLATFORM = {
     "x86_64": "linux/amd64",

@@ -16,15 +16,12 @@ works like a local one. The layout inside the container, on one anonymous volume
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
-import tarfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, ParamSpec
 
 from envrepro import outbox
@@ -36,9 +33,10 @@ from envrepro.errors import (
     ProbeOutOfMemoryError,
     ProbeTimeoutError,
 )
-from envrepro.introspect import PROBE_DIR
-from envrepro.render import UID
+from envrepro.inbox import InBytes, InFile, input_tar
+from envrepro.probe import PROBE_DIR
 from envrepro.signals import deferred_signals
+from envrepro.target import UID
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -59,22 +57,6 @@ class Limits:
     timeout_s: float = DEFAULT_TIMEOUT_S
     memory_bytes: int = DEFAULT_MEMORY_BYTES
     cpus: float | None = None  # None: DEFAULT_CPUS, at most the engine's CPU count
-
-
-@dataclass(frozen=True)
-class InFile:
-    """A host file or directory sent into the container at /envrepro/in/<target>."""
-
-    source: Path
-    target: str
-
-
-@dataclass(frozen=True)
-class InBytes:
-    """Bytes sent into the container at /envrepro/in/<target>: never written on the host (credentials)."""
-
-    data: bytes = field(repr=False)
-    target: str
 
 
 @dataclass(frozen=True)
@@ -303,57 +285,3 @@ def _check_exit(image: str, result: RunResult, limits: Limits) -> None:
 def _tail(logs: str, lines: int = 3) -> str:
     kept = [line.strip() for line in logs.strip().splitlines() if line.strip()][-lines:]
     return " | ".join(kept) if kept else "no output"
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The input archive: everything under in/ owned by root and unwritable; out/ owned by the container user
-
-
-def input_tar(inputs: Sequence[InFile | InBytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        archive.addfile(_dir_info("in", 0, 0o555))
-        for item in inputs:
-            if isinstance(item, InBytes):
-                _add_bytes(archive, item.data, f"in/{item.target}")
-            else:
-                _add(archive, item.source, f"in/{item.target}")
-        archive.addfile(_dir_info("out", UID, 0o700))
-    return buffer.getvalue()
-
-
-def _add(archive: tarfile.TarFile, source: Path, name: str) -> None:
-    for parent in _parents(name):
-        archive.addfile(_dir_info(parent, 0, 0o555))
-    archive.add(str(source), arcname=name, recursive=True, filter=_read_only)
-
-
-def _add_bytes(archive: tarfile.TarFile, data: bytes, name: str) -> None:
-    for parent in _parents(name):
-        archive.addfile(_dir_info(parent, 0, 0o555))
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.uname, info.gname = len(data), 0o444, "root", "root"
-    archive.addfile(info, io.BytesIO(data))
-
-
-def _parents(name: str) -> list[str]:
-    parts = name.split("/")[1:-1]
-    return [f"in/{'/'.join(parts[: i + 1])}" for i in range(len(parts))]
-
-
-def _read_only(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-    if "__pycache__" in info.name.split("/"):
-        return None
-    info.uid = info.gid = 0
-    info.uname = info.gname = "root"
-    info.mode = 0o555 if info.isdir() or info.mode & 0o111 else 0o444
-    info.mtime = 0
-    return info
-
-
-def _dir_info(name: str, owner: int, mode: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = tarfile.DIRTYPE
-    info.uid = info.gid = owner
-    info.mode = mode
-    return info

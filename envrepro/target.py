@@ -15,6 +15,10 @@ from typing import Literal
 TargetKind = Literal["cpu", "gpu"]
 Variant = Literal["cpu", "gpu-wheels", "gpu-cuda-base", "custom-base"]
 
+# The image platforms envrepro builds for -> what `uname -m` says inside their containers.
+PLATFORM_ARCH = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
+UID = 10001  # the non-root user the rendered images create; the probe's containers run as it
+
 
 def default_image_tag(snapshot_digest: str) -> str:
     """The tag `envrepro build` gives an image and `envrepro parity` looks for: one per snapshot content."""

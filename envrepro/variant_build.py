@@ -36,10 +36,10 @@ from envrepro.grammar import distribution_name, shown
 from envrepro.inventory import VARIANT_OF_LABEL
 from envrepro.lock import compute_lock
 from envrepro.lock_io import lock_entry
-from envrepro.render import UID, VENV, _environment, templates_dir
+from envrepro.render import VENV, _environment, templates_dir
 from envrepro.resolve import resolve
 from envrepro.snapshot import Environment, Snapshot
-from envrepro.target import BuildSecrets, Lock, LockedRequirement, Rendered, Requirement, Target
+from envrepro.target import UID, BuildSecrets, Lock, LockedRequirement, Rendered, Requirement, Target
 from envrepro.variants import installers
 
 if TYPE_CHECKING:

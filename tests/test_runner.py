@@ -17,7 +17,8 @@ from support.fake_engine import ContainerFs, FakeEngine
 from envrepro import outbox, runner
 from envrepro.engine_api import ImageInfo, RunResult
 from envrepro.errors import ProbeOutOfMemoryError, ProbeOutputError
-from envrepro.runner import OUT_DIR, InFile, Limits
+from envrepro.inbox import InFile, input_tar
+from envrepro.runner import OUT_DIR, Limits
 
 IMAGE = "envrepro-test/runner:1"
 
@@ -50,7 +51,7 @@ def test_inputs_go_in_owned_by_root_and_unwritable_and_only_out_is_the_users(tmp
     (folder / "sub" / "stats.json").write_text("{}")
     (folder / "run.sh").write_text("#!/bin/sh\n")
     (folder / "run.sh").chmod(0o775)
-    with tarfile.open(fileobj=io.BytesIO(runner.input_tar([InFile(folder, "pre")]))) as archive:
+    with tarfile.open(fileobj=io.BytesIO(input_tar([InFile(folder, "pre")]))) as archive:
         members = {m.name: m for m in archive.getmembers()}
     assert members["out"].uid == 10001 and members["out"].isdir()
     for name in ("in", "in/pre", "in/pre/sub", "in/pre/sub/stats.json", "in/pre/run.sh"):
