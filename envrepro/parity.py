@@ -1,45 +1,40 @@
 """Parity: the model in the image -> its outputs against the training side's -> explain -> report.
 
-This module only chains the stages: `reference` (the training side), `runner` (the probe inside a
+This module only chains the stages: `parity_training` (the training side), `runner` (the probe inside a
 locked-down container of the image), then `parity_verdict`: `compare` (pure NumPy), `explain` (pure
 causes) and the typed `ParityReport`. Only the probe (standard library + the image's own TF/NumPy) runs in
 the container: envrepro is not installed there.
 
-The container starts as early as the trust rules allow: once the snapshot is validated, the model found in
-it and every flag checked (what builds the container's spec and its inputs). The rest of the training
-side (reading the reference arrays and checking their digests, importing NumPy and the comparison) is done
-while the image runs: its start, Python's and TensorFlow's import take seconds, and the engine's start +
-wait only waits on a socket (runner.started_probe). A reference that fails its digests is still an error,
-and the container is removed.
+The container starts as early as the trust rules allow (runner.launched_probe): with --image, before the
+snapshot is even read. Python's start, the environment record and TensorFlow's import take seconds in the
+image; meanwhile this process imports and runs the training side (`parity_training`: the snapshot
+validated, the model found in it, every flag checked), then sends the probe its arguments and files, none
+of which reaches the container unchecked. The rest of the training side (reading the reference arrays and
+checking their digests, importing NumPy and the comparison) is done while the model runs in the image. A
+bad snapshot or a reference that fails its digests is still an error, and the container is removed.
+Without --image the snapshot's digest names the image, so the snapshot is read first.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from envrepro import runner, snapshot
+from envrepro import runner
 from envrepro.engine_api import ContainerEngine
-from envrepro.errors import InputFileError
-from envrepro.image_run import image_run
-from envrepro.inbox import InFile
-from envrepro.reference import (
-    PreprocessRun,
-    find_model,
-    load_references,
-    preprocess_run,
-    reference_path,
-)
-from envrepro.runner import Limits, in_path
+from envrepro.errors import EnvreproError, InputFileError
+from envrepro.runner import Limits
 from envrepro.signals import deferred_signals
-from envrepro.snapshot import Environment, ModelRecord
 from envrepro.target import default_image_tag
 from envrepro.tolerance import Tolerances
 
 if TYPE_CHECKING:
     from envrepro.parity_model import ParityReport
+    from envrepro.parity_training import TrainingSide
+    from envrepro.snapshot import Environment
 
 
 @dataclass(frozen=True)
@@ -75,68 +70,56 @@ def parity_run(request: ParityRequest, engine: Callable[[], ContainerEngine]) ->
     """`run_parity`, keeping the training and image environments."""
     if not request.model.exists():
         raise InputFileError(request.model, "no such model file or directory")
-    snap = snapshot.load(request.snapshot_path)
-    record = find_model(snap, request.model, request.snapshot_path)
-    pre = preprocess_run(snap, request.snapshot_path, request.preprocess)
-    request.tolerances.check_names(_output_names(record, pre))
-    image = request.image or default_image_tag(snap.digest())
-    args, inputs = probe_arguments(request, record, pre)
-    env = dict(request.environment)
-    with runner.started_probe(engine(), image, args, inputs, request.limits, environment=env) as running:
-        # while the image runs: the numeric side imported (NumPy...), the reference arrays read and verified.
-        # A signal is held during the import: raised inside the import machinery's callbacks it is lost.
+    image, known = _image(request)
+    with contextlib.ExitStack() as stack:
+        launched = _launch(stack, request, image, engine)
+        training = known or _training_side(request)
+        sent = training.probe_arguments(request)
+        if isinstance(launched, EnvreproError):
+            raise launched  # the inputs were good: now the engine's or the image's problem is the error
+        running = launched.send(*sent)
+        # while the model runs in the image: the numeric side imported, the reference arrays read and checked.
+        # A signal is held during an import: raised inside the import machinery's callbacks it is lost.
         with deferred_signals():
-            from envrepro import parity_verdict  # noqa: PLC0415 - see the module's docstring
+            # report: not used here, the renderers the CLI needs next
+            from envrepro import parity_verdict, report  # noqa: F401, PLC0415 - see the module's docstring
+            from envrepro.image_run import image_run  # noqa: PLC0415 - likewise
 
-        references = load_references(request.snapshot_path.parent, record, pre)
+        references = training.references(request.snapshot_path)
         output = running.output()
-    ran = image_run(output, pre is not None)
-    report = parity_verdict.build_report(request, snap, record, references, image=image, ran=ran, pre=pre)
-    return ParityRun(report, snap.environment, ran.environment)
+    ran = image_run(output, training.pre is not None)
+    verdict = parity_verdict.build_report(
+        request, training.snap, training.record, references, image=image, ran=ran, pre=training.pre
+    )
+    return ParityRun(verdict, training.snap.environment, ran.environment)
 
 
-def _output_names(record: ModelRecord, pre: PreprocessRun | None) -> list[str]:
-    return [spec.name for spec in record.outputs] + ([s.name for s in pre.record.outputs] if pre else [])
+def _launch(
+    stack: contextlib.ExitStack[bool | None],
+    request: ParityRequest,
+    image: str,
+    engine: Callable[[], ContainerEngine],
+) -> runner.LaunchedProbe | EnvreproError:
+    """The probe's container, started (removed when `stack` closes). An engine that cannot be reached or an
+    image that is not there is returned, raised once the training side is checked: a bad snapshot, model or
+    flag is reported as such, whatever the engine."""
+    try:
+        env = dict(request.environment)
+        return stack.enter_context(runner.launched_probe(engine(), image, request.limits, environment=env))
+    except EnvreproError as exc:
+        return exc
 
 
-def probe_arguments(
-    request: ParityRequest, record: ModelRecord, pre: PreprocessRun | None
-) -> tuple[list[str], list[InFile]]:
-    """The probe's arguments and the files it needs, sent to /envrepro/in/ (read-only there)."""
-    model = InFile(request.model.resolve(), f"model/{request.model.name}")
-    ref = InFile(reference_path(request.snapshot_path.parent, record).resolve(), "reference.npz")
-    inputs = [model, ref]
-    args = [
-        *("--model", in_path(model.target), "--model-name", str(request.model)),
-        *("--inputs", in_path(ref.target), "--outputs-only"),
-    ]
-    if request.custom_objects:
-        args += ["--custom-objects", _custom_objects(request.custom_objects, inputs)]
-    if request.unsafe_deserialization:
-        args.append("--unsafe-deserialization")
-    if pre is not None:
-        inputs.append(InFile(pre.reference_path.resolve(), "preprocess.npz"))
-        args += ["--preprocess", _preprocess(pre.spec, inputs), "--raw", in_path("preprocess.npz")]
-    return args, inputs
+def _image(request: ParityRequest) -> tuple[str, TrainingSide | None]:
+    """The image to start, and the training side if naming the image needed it (the snapshot's digest)."""
+    if request.image:
+        return request.image, None
+    training = _training_side(request)
+    return default_image_tag(training.snap.digest()), training
 
 
-def _custom_objects(spec: str, inputs: list[InFile]) -> str:
-    if not spec.endswith(".py"):
-        return spec  # a module importable inside the image
-    path = Path(spec)
-    if not path.is_file():
-        raise InputFileError(path, "no such custom-objects file")
-    inputs.append(InFile(path.resolve(), f"custom/{path.name}"))
-    return in_path(f"custom/{path.name}")
+def _training_side(request: ParityRequest) -> TrainingSide:
+    with deferred_signals():  # imported while the image may run: see parity_run
+        from envrepro import parity_training  # noqa: PLC0415 - see the module's docstring
 
-
-def _preprocess(spec: str, inputs: list[InFile]) -> str:
-    """A FILE.py's directory goes in whole (read-only), so that files it reads next to itself come along."""
-    module, _, function = spec.rpartition(":")
-    if not module.endswith(".py"):
-        return spec  # a module importable inside the image
-    path = Path(module)
-    if not path.is_file():
-        raise InputFileError(path, "no such preprocessing file", hint="pass --preprocess FILE.py:FUNCTION")
-    inputs.append(InFile(path.parent.resolve(), "preprocess"))
-    return f"{in_path('preprocess')}/{path.name}:{function}"
+    return parity_training.read(request)

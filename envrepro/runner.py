@@ -16,6 +16,7 @@ works like a local one. The layout inside the container, on one anonymous volume
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import threading
@@ -104,6 +105,41 @@ def started_probe(
     with _container(engine, spec) as container:
         engine.put_archive(container, ROOT, tar)
         yield RunningProbe(engine, container, image, limits)
+
+
+@contextlib.contextmanager
+def launched_probe(
+    engine: ContainerEngine,
+    image: str,
+    limits: Limits = Limits(),
+    *,
+    environment: Mapping[str, str | None] | None = None,
+) -> Iterator[LaunchedProbe]:
+    """`started_probe` before its arguments are known: the container starts with only the probe in it, and
+    Python's start, the environment record and TensorFlow's import (seconds) run while the caller reads and
+    checks its own inputs; `send()` then gives the probe its arguments and files, and it goes on. Nothing
+    of what the caller has not checked yet is in the container. Removed on the way out, as there."""
+    if not engine.image_exists(image):
+        raise ImageNotFoundError(image)
+    wait = ("--args-from", IN_DIR, "--args-timeout", f"{limits.timeout_s:g}")
+    spec = _probe_spec(engine, image, wait, limits, dict(environment or {}))
+    with _container(engine, spec) as container:
+        engine.put_archive(container, ROOT, input_tar([InFile(PROBE_DIR, "probe")]))
+        yield LaunchedProbe(engine, container, RunningProbe(engine, container, image, limits))
+
+
+class LaunchedProbe:
+    """The probe's container, running and waiting for `send()`."""
+
+    def __init__(self, engine: ContainerEngine, container: str, running: RunningProbe) -> None:
+        self._engine, self._container, self._running = engine, container, running
+
+    def send(self, args: Sequence[str], inputs: Sequence[InFile] = ()) -> RunningProbe:
+        """The probe's arguments and files; `go`, last in the archive, tells it that they are whole."""
+        sent: list[InFile | InBytes] = [*inputs, InBytes(json.dumps(list(args)).encode("utf-8"), "args.json")]
+        sent.append(InBytes(b"", "go"))
+        self._engine.put_archive(self._container, ROOT, input_tar(sent, with_out=False))
+        return self._running
 
 
 def _waited(start: Callable[P, AbstractContextManager[RunningProbe]]) -> Callable[P, ProbeOutput]:

@@ -6,6 +6,7 @@ import io
 import json
 import tarfile
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from support.fake_engine import ContainerFs, FakeEngine
 from envrepro.engine_api import ImageInfo, RunResult
 from envrepro.errors import (
     ContainerRunError,
+    EngineUnavailableError,
     ImageNotFoundError,
     ModelError,
     ProbeTimeoutError,
@@ -106,7 +108,8 @@ def test_same_outputs_pass_and_the_container_is_locked_down(
     assert call.cpus == 2
     assert call.command[:2] == ("python3", f"{IN_DIR}/probe/main.py")
     assert call.volumes == (ROOT,)
-    assert [m.name for m in members(engine.uploads[0]) if m.uid != 0 or m.mode & 0o222] == ["out"]
+    writable = [m.name for tar in engine.uploads for m in members(tar) if m.uid != 0 or m.mode & 0o222]
+    assert writable == ["out"]
     assert engine.removed_containers == 1
 
 
@@ -191,13 +194,32 @@ def test_a_model_without_reference_never_reaches_the_engine(recorded: tuple[Path
     snap, _, _ = recorded
     other = tmp_path / "other.keras"
     other.write_bytes(b"x")
+    caught = input_error_first(request(snap, other), ReferenceMissingError, "no reference outputs")
+    assert "envrepro snapshot" in str(caught.hint)
 
-    def no_engine() -> FakeEngine:
-        raise AssertionError("the engine must not be contacted")
 
-    with pytest.raises(ReferenceMissingError, match="no reference outputs") as caught:
-        run_parity(request(snap, other), no_engine)
-    assert "envrepro snapshot" in str(caught.value.hint)
+def input_error_first(req: ParityRequest, error: type[Exception], match: str) -> Exception:
+    """A bad input is the error, whatever the engine: an engine that cannot be reached, an image that is not
+    there, or one that runs: then the container (started early, runner.launched_probe) got the probe and
+    nothing else, and was removed. Without --image (the snapshot names it) no engine is contacted."""
+
+    def unreachable() -> FakeEngine:
+        raise EngineUnavailableError("unix:///nowhere.sock", "no such file")
+
+    engine = engine_with(container({}))
+    for engines in (unreachable, FakeEngine, lambda: engine):
+        with pytest.raises(error, match=match) as caught:
+            run_parity(req, engines)
+    assert [run.image for run in engine.runs] == [IMAGE] and engine.containers == {}
+    assert len(engine.uploads) == 1 and "in/probe/main.py" in tar_names(engine.uploads[0])
+    with pytest.raises(error, match=match):
+        run_parity(replace(req, image=None), unreachable)
+    return caught.value
+
+
+def tar_names(tar: bytes) -> set[str]:
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        return set(archive.getnames())
 
 
 def test_image_not_found(recorded: tuple[Path, Path, dict[str, Any]]) -> None:
@@ -337,9 +359,4 @@ def test_a_missing_reference_file_never_reaches_the_engine(
 ) -> None:
     snap, model, _ = recorded
     (tmp_path / "envrepro.lock.ref" / "model.h5-cccccccccccc.npz").unlink()
-
-    def no_engine() -> FakeEngine:
-        raise AssertionError("the engine must not be contacted")
-
-    with pytest.raises(ReferenceCorruptError, match="the file is missing"):
-        run_parity(request(snap, model), no_engine)
+    input_error_first(request(snap, model), ReferenceCorruptError, "the file is missing")

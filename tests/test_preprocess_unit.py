@@ -112,7 +112,7 @@ def test_same_preprocessing_passes_and_its_directory_and_raw_samples_are_copied_
     assert [p.name for p in report.preprocessing] == ["preprocessed.0"]
     assert report.preprocessing[0].max_abs_error == 0.0
     assert "preprocessing matches" in report.summary
-    sent = {f"/envrepro/{m.name}": m for m in members(engine.uploads[0])}
+    sent = {f"/envrepro/{m.name}": m for tar in engine.uploads for m in members(tar)}
     expected = {
         path.relative_to(TRAINING.parent).as_posix()
         for path in TRAINING.parent.rglob("*.*")
@@ -123,7 +123,7 @@ def test_same_preprocessing_passes_and_its_directory_and_raw_samples_are_copied_
     }
     for name in (PREPROCESS_DIR, f"{PREPROCESS_DIR}/normalise.py", RAW_MOUNT):
         assert sent[name].uid == 0 and not sent[name].mode & 0o222, name
-    assert f"{PREPROCESS_DIR}/normalise.py:normalise" in engine.runs[0].command
+    assert f"{PREPROCESS_DIR}/normalise.py:normalise" in engine.commands[0]
 
 
 def test_other_statistics_in_the_image_are_named_as_a_preprocessing_difference_not_a_model_one(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,25 @@ def test_without_fork_the_record_is_taken_inline(monkeypatch):
     probe = _probe_main()
     monkeypatch.delattr(probe.os, "fork")
     assert probe._in_child(lambda: {"x": 1})() is None
+
+
+def test_arguments_sent_after_the_start_are_read_once_go_exists(tmp_path):
+    probe = _probe_main()
+    (tmp_path / "args.json").write_text(json.dumps(["--model", "/envrepro/in/model.keras"]))
+    threading.Timer(0.05, (tmp_path / "go").touch).start()  # the host's second archive, `go` last
+    assert probe._arguments_sent(str(tmp_path), 30.0) == ["--model", "/envrepro/in/model.keras"]
+
+
+@pytest.mark.parametrize("sent", ['{"--model": "x"}', '["--model", 3]', '"--model"'])
+def test_arguments_that_are_not_a_list_of_strings_stop_the_probe(tmp_path, sent):
+    probe = _probe_main()
+    (tmp_path / "args.json").write_text(sent)
+    (tmp_path / "go").touch()
+    with pytest.raises(SystemExit, match="not a list of strings"):
+        probe._arguments_sent(str(tmp_path), 30.0)
+
+
+def test_a_probe_whose_arguments_never_come_stops_at_its_timeout(tmp_path):
+    probe = _probe_main()
+    with pytest.raises(SystemExit, match=r"no arguments came within 0\.05 s"):
+        probe._arguments_sent(str(tmp_path), 0.05)

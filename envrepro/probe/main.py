@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import traceback
 from typing import Callable
 
@@ -39,7 +40,26 @@ def _parse(argv: "list[str]") -> argparse.Namespace:
     parser.add_argument("--outputs-only", action="store_true", help="do not copy the inputs into the .npz")
     parser.add_argument("--preprocess", default=None, help="MODULE:FUNCTION or FILE.py:FUNCTION")
     parser.add_argument("--raw", default=None, help="an .npz of raw samples for --preprocess")
+    parser.add_argument(
+        "--args-from", default=None, help="after the environment, wait for DIR/go, then add DIR/args.json"
+    )
+    parser.add_argument("--args-timeout", type=float, default=600.0, help="seconds to wait for DIR/go")
     return parser.parse_args(argv)
+
+
+def _arguments_sent(folder: str, timeout_s: float) -> "list[str]":
+    """The arguments the host sends once it has checked its inputs (runner.launched_probe): the files
+    before `go` in its archive are whole when `go` exists."""
+    deadline = time.monotonic() + timeout_s
+    while not os.path.exists(os.path.join(folder, "go")):
+        if time.monotonic() > deadline:
+            raise SystemExit("envrepro-probe: no arguments came within %g s" % timeout_s)
+        time.sleep(0.005)
+    with open(os.path.join(folder, "args.json"), encoding="utf-8") as handle:
+        sent = json.load(handle)
+    if not isinstance(sent, list) or not all(isinstance(arg, str) for arg in sent):
+        raise SystemExit("envrepro-probe: args.json is not a list of strings")
+    return sent
 
 
 def collect_environment(args: argparse.Namespace) -> "dict[str, object]":
@@ -168,6 +188,8 @@ def main(argv: "list[str]") -> int:
     args = _parse(argv)
     record = {"probe_version": PROBE_VERSION, "environment": collect_environment(args), "models": []}
     _write(args.out, record)  # environment first: a crash in a model loader cannot lose it
+    if args.args_from:  # started early: the environment and TensorFlow's import are done, the rest comes now
+        args = _parse(argv + _arguments_sent(args.args_from, args.args_timeout))
     from_preprocessing = False
     if args.preprocess and args.raw:
         pre = collect_preprocessing(args)

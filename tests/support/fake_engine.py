@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import shutil
 import tarfile
@@ -57,6 +58,8 @@ class _Container:
     started: bool = False
     uploads: list[bytes] = field(default_factory=list)
     running: threading.Lock = field(default_factory=threading.Lock)  # held while the handler runs
+    sent: threading.Event = field(default_factory=threading.Event)  # `in/go` arrived, or it was removed
+    removed: bool = False
 
 
 @dataclass
@@ -68,6 +71,7 @@ class FakeEngine:
     build_messages: list[dict[str, Any]] | None = None  # scripted engine messages; default: a success
     builds: list[dict[str, bytes]] = field(default_factory=list)  # the context files of every build
     runs: list[ContainerSpec] = field(default_factory=list)
+    commands: list[tuple[str, ...]] = field(default_factory=list)  # as each handler got it (sent ones too)
     uploads: list[bytes] = field(default_factory=list)
     removed_containers: int = 0
     no_cache_builds: int = 0
@@ -130,7 +134,8 @@ class FakeEngine:
 
     def put_archive(self, container: str, path: str, tar: bytes) -> None:
         state = self.containers[container]
-        if state.started or not any(path == v or path.startswith(v + "/") for v in state.spec.volumes):
+        # As a real engine: into a volume only (the root filesystem is read-only), running or not.
+        if not any(path == v or path.startswith(v + "/") for v in state.spec.volumes):
             raise EngineError(
                 f"copy files into the container at {path}", "container rootfs is marked read-only"
             )
@@ -139,6 +144,8 @@ class FakeEngine:
         target.mkdir(parents=True, exist_ok=True)
         with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
             archive.extractall(target, filter="fully_trusted")  # the runner's own tar
+        if (target / "in" / "go").exists():
+            state.sent.set()
 
     def start_container(self, container: str, timeout_s: float) -> RunResult:
         state = self.containers[container]
@@ -147,7 +154,11 @@ class FakeEngine:
             handler = self.handlers.get(state.spec.image)
             if handler is None:
                 return RunResult(exit_code=127, logs=f"{state.spec.command[0]}: not found")
-            return handler(state.spec.command, state.fs, dict(state.spec.environment))
+            command = _sent_arguments(state)
+            if command is None:
+                return RunResult(exit_code=137, logs="killed while it waited for its arguments")
+            self.commands.append(command)
+            return handler(command, state.fs, dict(state.spec.environment))
 
     def get_archive(self, container: str, path: str) -> Generator[bytes, None, None]:
         source = self.containers[container].fs.path(path)
@@ -161,6 +172,8 @@ class FakeEngine:
     def remove_container(self, container: str) -> None:
         state = self.containers.pop(container, None)
         if state is not None:
+            state.removed = True
+            state.sent.set()  # a probe waiting for its arguments is killed
             with state.running:  # as `docker rm -f`: the container's process has ended before its files go
                 pass
             for path in [state.fs.root, *state.fs.root.rglob("*")]:
@@ -233,3 +246,16 @@ def _final_labels(dockerfile: str) -> dict[str, str]:
         if line.startswith("LABEL "):
             labels.update(re.findall(r'([\w.\-]+)="((?:[^"\\]|\\.)*)"', line))
     return labels
+
+
+def _sent_arguments(state: _Container) -> tuple[str, ...] | None:
+    """The command, with what runner.launched_probe sends later (None: removed before it was sent), as the
+    probe's --args-from reads it."""
+    command = state.spec.command
+    if "--args-from" not in command:
+        return command
+    state.sent.wait(60)
+    if state.removed or not state.sent.is_set():
+        return None
+    folder = command[command.index("--args-from") + 1]
+    return (*command, *json.loads(state.fs.path(f"{folder}/args.json").read_text(encoding="utf-8")))
