@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,10 +23,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 
 def run_bisect(
-    snap: Path, model: Path, image: str, out: Path, *extra: str
+    snap: Path, model: Path, image: str, out: Path, *extra: str, logged: bool = False
 ) -> tuple[CliResult, dict[str, object]]:
+    """`envrepro bisect`; `logged`: with its info log as JSON lines on stderr (`files_tags_used`)."""
     out.mkdir(parents=True, exist_ok=True)
     result = _run_cli([
+        *(("-v", "--log-format", "json") if logged else ()),
         "bisect", "--snapshot", str(snap), "--model", str(model), "--image", image,
         "--report", str(out / "bisect.json"), "--markdown", str(out / "bisect.md"), *extra,
     ])  # fmt: skip
@@ -84,7 +87,7 @@ def test_a_tf215_model_in_the_tf221_image_is_explained_by_the_tensorflow_group(
     cpu_build: object, docker_engine: DockerEngine, tf215_snapshot: Path, tf215_models: Path, tmp_path: Path
 ) -> None:
     result, data = run_bisect(tf215_snapshot, tf215_models / "cnn.keras", CPU_TAG, tmp_path,
-                              "--atol", "0", "--rtol", "0")  # fmt: skip
+                              "--atol", "0", "--rtol", "0", logged=True)  # fmt: skip
     assert result.exit_code == 1, result.stderr
     assert data["verdict"] == "cause", data
     cause = data["cause"]
@@ -96,7 +99,17 @@ def test_a_tf215_model_in_the_tf221_image_is_explained_by_the_tensorflow_group(
     assert 0 < data["builds"] <= 8  # type: ignore[operator]
     assert data["removed_images"]  # what this run built is gone again
     assert not any(docker_engine.image_exists(tag) for tag in data["removed_images"])  # type: ignore[attr-defined]
-    assert docker_engine.list_images(BUILDER_LABEL) == []  # the builder stages went right after their build
+    used = files_tags_used(result.stderr)
+    assert used  # the variants' files images, built or found
+    for tag in used:  # this run's builder stages went right after their build (another run's are not ours)
+        assert docker_engine.list_images(f"{BUILDER_LABEL}={tag}") == []
+
+
+def files_tags_used(stderr: str) -> list[str]:
+    """The files images a bisect run built or reused, from its JSON log lines."""
+    messages = [json.loads(line)["message"] for line in stderr.splitlines() if line.startswith("{")]
+    found = (re.match(r"(?:building )?variant files (\S+?):? ", message + " ") for message in messages)
+    return sorted({match.group(1) for match in found if match})
 
 
 @pytest.fixture(scope="session")

@@ -133,8 +133,11 @@ def test_a_signal_during_a_build_step_stops_it_and_leaves_no_container(
 # `envrepro build` itself, signalled while a step of its Dockerfile runs. Its base is the test base with a
 # `useradd` that first sleeps: the final stage's `RUN groupadd ... && useradd ...` step then runs long
 # enough to be signalled, and the base, built by this session, finds that step's container (its ancestor).
+# The session's run id is in the base: without it, another session's base is the same image (the same
+# Dockerfile, cached) and its step containers would be counted as ours.
 SLOW_USERADD = (
     "FROM %s\n"
+    "LABEL io.envrepro.test.run=%s\n"
     "RUN mv /usr/sbin/useradd /usr/sbin/useradd.real"
     " && printf '#!/bin/sh\\nsleep 300\\nexec /usr/sbin/useradd.real \"$@\"\\n' > /usr/sbin/useradd"
     " && chmod 755 /usr/sbin/useradd\n"
@@ -145,7 +148,7 @@ PIP_CERT = "/etc/ssl/certs/ca-certificates.crt"
 @pytest.fixture(scope="module")
 def slow_base(docker_engine: DockerEngine, own_images: OwnImages) -> tuple[str, str]:
     """(tag, image ID) of a base whose `useradd` sleeps 300 s; this session's, removed at its end."""
-    dockerfile = (SLOW_USERADD % BASE_IMAGE).encode()
+    dockerfile = (SLOW_USERADD % (BASE_IMAGE, RUN_ID)).encode()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         info = tarfile.TarInfo("Dockerfile")
