@@ -10,47 +10,36 @@
                       predicts the same 1,000 inputs, same batch size, nothing else. Goal A/B <= 1.10.
 
 The commands run interleaved (A M B, then the next round, the order rotated each round); each ratio is
-taken pair by pair within a round; the median and the spread (min-max) of the ratios are printed. Then
-the timeline of fresh parity processes and in-process runs with a timing engine (medians) say where the
-time goes.
+taken pair by pair within a round; the median and the spread (min-max) of the ratios are printed. (c) is
+what the engine's events say: each container's start -> die, apart from what the command spent around
+it on the host. Then the timeline of fresh parity processes and in-process runs with a timing engine
+(medians) say where the time goes.
 
-Where the time goes (2 cores shared with other helpers' test runs: load average 1.7-7 while measured, so the
-spreads are wide; tf-2.21 CPU image, cnn.keras, 1,000 inputs; runs of 2026-11-30 07:22-08:16 UTC, 7 rounds):
-  (a) parity / bind-mount path: medians 0.88, 0.91, 1.03, 0.96, 0.97 in five runs  goal <= 1.10 MET.
-  (b) parity / bare docker run: medians 1.13, 1.23, 1.16, 1.26, 1.19 (spreads 0.46-2.54, 0.57-1.50,
-      0.85-2.05, 0.95-1.42, 0.85-1.45; load 2-6, 3-4, 1.7-3.2, 2.8-3.5, 1.8-2.2; the last two with every
-      change below)  goal <= 1.10 NOT MET on this machine, under this load.
-      The same day, main (0ff410d) and this version interleaved with bare (9 rounds, load 2.1-3.3): medians
-      6.49 s (main), 5.97 s (this), 5.13 s (bare); this/main pair by pair 0.92 (0.76-1.19), this/bare 1.18,
-      main/bare 1.15. Before this work the day's runs gave (b) 0.99-1.39. Gain there: ~0.5 s of ~6 s.
-  What was taken off the way (parity.py, runner.started_probe, ssh_deferred.py, cli.run):
-    - the container starts before the training side is read: the reference arrays' reading and digest check
-      and the import of NumPy, compare and explain (~0.1 s) run while the image starts and imports TF (the
-      engine's start + wait waits on a socket in a thread; signals still reach the main thread);
-    - the Docker SDK no longer imports paramiko, invoke and cryptography (~0.1 s) unless ssh:// is used;
-    - the interpreter's last garbage collection at exit (~0.1 s: 0.13 -> 0.02 s) is skipped (gc.freeze).
-    CPU time of `import envrepro.cli, envrepro.parity` in a fresh process, interleaved, load ~2: 0.37-0.63 s
-    here, 0.56-0.95 s on main.
-  One `envrepro parity` process now (median of 7, load ~3): start -> the container's start 0.78 s, start +
-  wait 4.5 s, its end -> exit 0.13-0.15 s (0.23-0.25 s before gc.freeze).
-    before the start: Python 0.02 s, `import envrepro.cli` 0.45-0.8 s under this load (~0.35 s quiet:
-      pydantic and the Snapshot models ~0.1 s, the Docker SDK with requests/urllib3 ~0.08 s, rich ~0.04 s,
-      envrepro's own modules ~0.1 s, the garbage collector during the imports ~0.03 s); the snapshot's load
-      and checks ~0.005 s; engine calls ~0.15 s: connect 0.01, image_exists 0.002, cpu_count 0.01, create
-      (with the anonymous /envrepro volume) 0.013-0.045, put_archive 0.07-0.09 s (engine side: ~1 MB).
-    inside start + wait: model load 0.14-0.16 s, predict 0.31-0.40 s; the rest, ~4.0-4.3 s, is the
-      container's start, Python and TF's import (as in the bare run) and the environment record (importlib
-      metadata + the distributions scan ~0.2-0.3 s, the GPU probe ~0.05 s), which parity needs for its diff.
-    after the end: get_archive 0.07-0.1 s (the engine mounts the stopped container to tar /envrepro/out),
-      remove 0.01-0.05 s, parsing, comparing and the report ~0.03 s, exit ~0.02 s.
-  What remains over a bare `docker run` is ~0.5-0.8 s under this load: ~0.35-0.7 s of Python imports before
-  the start, ~0.15 s of engine calls before it (the bind-mount-free upload included), ~0.1 s after the end
-  (the archive download) and the environment record inside the image. Next levers, outside this change:
-  the probe could take its environment record in a second process while TF imports (the container has 2
-  CPUs; ~0.2-0.3 s); engine.py's create and start each add an inspect call and cpu_count an /info call;
-  cli.py could import the report renderers (rich tables, the ParityReport model, ~0.02-0.03 s) after the
-  start. On a quiet machine the same fixed cost is ~10 % of a 4 s run, so the goal is within reach there,
-  not met here.
+Measured 2026-12-06 22:48-23:14 UTC on this 2-core VM with nothing else running (load 0.7-2.5 at the
+start of each run; tf-2.21 CPU image, cnn.keras, 1,000 inputs), three runs of 9, 5 and 9 rounds:
+  (a) parity / bind-mount path: medians 0.94, 0.96, 0.93  goal <= 1.10 MET.
+  (b) parity / bare docker run: medians 1.12 (spread 0.99-1.32), 1.07 (1.03-1.16), 1.08 (0.63-1.31);
+      the 23 pairs together: median 1.07  goal <= 1.10 MET, narrowly: one run of three was over it.
+      The same day before the change below (main 97dd740): 1.24 (1.02-1.38), 4.35 s vs 3.55 s.
+  (c) in the container, parity's probe takes what the bare script takes (3.83 s vs 4.19 s in the last run;
+      3.5-5.2 s vs 3.8-4.6 s in the one before, round by round): the environment record is taken in a
+      forked child beside TF's import, and the model's load and predict are the bare script's. What is
+      left is on the host, around the container: 0.73 s for parity, 0.16 s for the Go `docker` CLI.
+  Where parity's time goes (last run, medians of 9):
+    before the container's start, 0.40 s: Python 0.02 s, `import envrepro.cli` 0.35 s (the Docker SDK with
+      requests/urllib3 ~0.08-0.1 s, click ~0.02 s, rich ~0.04 s, envrepro's own modules ~0.05 s), the
+      engine's image_exists/cpu_count/create ~0.02 s, the probe's upload (the two uploads: 0.21 s);
+    start + wait 4.35 s: container start, Python and TF's import 3.80 s, model load 0.08 s, predict 0.22 s;
+      meanwhile on the host (none of it on the way): the snapshot read and checked, the model found, every
+      flag checked, the inputs uploaded with the probe's arguments (the second upload), then NumPy,
+      compare and explain imported (0.24 s) and the reference arrays read and digest-checked;
+    after its end, 0.11 s: get_archive 0.06 s, remove 0.01 s, the comparison, the report, exit.
+  What this change took off the way: the container now starts before the training side is read
+  (runner.launched_probe: with --image, only the probe goes in; its arguments and files follow once
+  checked, `go` last) and `import envrepro.cli` no longer loads pydantic, the Snapshot models and the
+  renderers (~0.1 s; cli_parity.py). Left, and not cheap: the Python client's start itself (the Docker
+  SDK, click, rich) against a Go binary's; the two uploads (the engine mounts the container's volume for
+  each); the archive download after the end.
 
 usage: python bench/parity_bench.py [--python PATH] [--image IMAGE] [--samples 1000] [--rounds 7]
 (default PATH: the tf-2.21.0 test environment; IMAGE: envrepro-test/tf221:cpu, built by the tests)
@@ -95,7 +84,7 @@ def bind_mount_probe(engine: Any, image: str, args: Sequence[str], inputs: Seque
     from envrepro import outbox, runner
     from envrepro.data import numerics_env_names
     from envrepro.errors import ImageNotFoundError
-    from envrepro.introspect import PROBE_DIR
+    from envrepro.probe import PROBE_DIR
 
     if not engine.image_exists(image):
         raise ImageNotFoundError(image)
@@ -133,17 +122,27 @@ class Finished:
         return self.output_
 
 
+@dataclass(frozen=True)
+class BindMountLaunch:
+    engine: Any
+    image: str
+    limits: Any
+
+    def send(self, args: Sequence[str], inputs: Sequence[Any] = ()) -> Finished:
+        return Finished(bind_mount_probe(self.engine, self.image, args, inputs, self.limits))
+
+
 @contextlib.contextmanager
-def bind_mount_started(engine: Any, image: str, args: Sequence[str], inputs: Sequence[Any], limits: Any,
-                       **_: Any) -> Iterator[Finished]:  # fmt: skip
-    """The old way had no overlap either: the container ran to its end before the reference was read."""
-    yield Finished(bind_mount_probe(engine, image, args, inputs, limits))
+def bind_mount_launched(engine: Any, image: str, limits: Any, **_: Any) -> Iterator[BindMountLaunch]:
+    """The old way had no overlap: the container started once its inputs were read, and ran to its end
+    before the reference was read."""
+    yield BindMountLaunch(engine, image, limits)
 
 
 def run_with_bind_mount(argv: list[str]) -> int:
     from envrepro import cli, runner
 
-    runner.started_probe = bind_mount_started  # type: ignore[assignment]
+    runner.launched_probe = bind_mount_launched  # type: ignore[assignment]
     return cli.main(argv)
 
 
@@ -207,6 +206,7 @@ def commands(image: str, model: Path, snap: Path, reference: Path, script: Path)
     parity = ["parity", "--model", str(model), "--snapshot", str(snap), "--image", image]
     mounts = [f"{model}:/b/model.keras:ro", f"{reference}:/b/ref.npz:ro", f"{script}:/b/b.py:ro"]
     bare = ["docker", "run", "--rm", "--network", "none", "--user", "10001:10001", "--memory", "4g",
+            "--label", f"{EVENT_LABEL}=B",
             "-e", "TF_CPP_MIN_LOG_LEVEL=2", *(arg for m in mounts for arg in ("-v", m)),
             image, "python", "/b/b.py", "/b/model.keras", "/b/ref.npz"]  # fmt: skip
     return {
@@ -214,6 +214,35 @@ def commands(image: str, model: Path, snap: Path, reference: Path, script: Path)
         "M": [sys.executable, str(Path(__file__).resolve()), BIND_MOUNT_FLAG, *parity],
         "B": bare,
     }
+
+
+EVENT_LABEL = "io.envrepro.run"  # parity's containers carry io.envrepro.run=parity; M's "bench"; B's "B"
+RUN_LABELS = {"parity": "A", "bench": "M", "B": "B"}
+
+
+@contextlib.contextmanager
+def container_lifetimes() -> Iterator[dict[str, list[float]]]:
+    """Seconds from each container's start to its end, as the engine's events say, by command (A M B):
+    what runs in the image, apart from what each command does on the host around it."""
+    fmt = '{{.TimeNano}} {{.Action}} {{.Actor.ID}} {{index .Actor.Attributes "' + EVENT_LABEL + '"}}'
+    events = subprocess.Popen(
+        ["docker", "events", "--format", fmt, "--filter", "type=container", "--filter", "event=start",
+         "--filter", "event=die"], stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lifetimes: dict[str, list[float]] = {name: [] for name in RUN_LABELS.values()}
+    try:
+        yield lifetimes
+    finally:
+        time.sleep(0.5)  # the last die event
+        events.terminate()
+        started: dict[str, int] = {}
+        for line in events.communicate()[0].splitlines():
+            nanos, action, container, *label = line.split()
+            name = RUN_LABELS.get(label[0] if label else "")
+            if action == "start":
+                started[container] = int(nanos)
+            elif name and container in started:
+                lifetimes[name].append((int(nanos) - started[container]) / 1e9)
 
 
 def interleaved(argvs: dict[str, list[str]], rounds: int) -> dict[str, list[float]]:
@@ -226,6 +255,16 @@ def interleaved(argvs: dict[str, list[str]], rounds: int) -> dict[str, list[floa
         for name in order:
             times[name].append(timed(argvs[name]))
     return times
+
+
+def lifetime_line(times: dict[str, list[float]], inside: dict[str, list[float]]) -> str:
+    """What ran in the container (the engine's start -> die) and what each command spent around it."""
+    parts = []
+    for name in ("A", "B"):
+        if inside[name]:
+            spent, around = statistics.median(inside[name]), statistics.median(times[name])
+            parts.append(f"{name} {spent:.2f} s in the container, {around - spent:.2f} s around it")
+    return "(c) medians, the engine's events: " + "; ".join(parts)
 
 
 def ratio_line(label: str, ours: list[float], base: list[float], goal: float) -> str:
@@ -341,10 +380,12 @@ def main() -> int:
         script = folder / "bare.py"
         script.write_text(BARE % BATCH_SIZE, encoding="utf-8")
         folder.chmod(0o755)  # the bare container's user reads the mounted files
-        times = interleaved(commands(args.image, model, snap, reference, script), args.rounds)
+        with container_lifetimes() as inside:
+            times = interleaved(commands(args.image, model, snap, reference, script), args.rounds)
         print(f"{args.samples} inputs, {args.rounds} rounds, interleaved A M B:")
         print(ratio_line("(a) parity / bind-mount path", times["A"], times["M"], 1.10))
         print(ratio_line("(b) parity / bare docker run ", times["A"], times["B"], 1.10))
+        print(lifetime_line(times, inside))
         print("\nwhere the time goes (one run):")
         print("\n".join(breakdown(args.image, model, snap, args.rounds)))
         print(json.dumps({k: [round(v, 3) for v in vs] for k, vs in times.items()}))
