@@ -12,7 +12,9 @@ The data flow, one stage per module (module -> what it owns -> what it returns):
     engine         the Docker engine, the only module that imports docker  -> BuiltImage / RunResult
     parity         the model in the image vs its reference                 -> parity_model.ParityReport
     diff, report   differences between environments; tables/JSON/Markdown  -> text for the user
-`build` chains resolve -> lock -> render -> context -> engine; `cli` parses arguments, calls one function
+`build` chains resolve -> lock -> render -> context -> engine; `parity` starts runner's probe in the image,
+reads parity_training's side meanwhile, then chains image_run -> compare -> explain (parity_verdict);
+`cli` parses arguments, calls one function
 per command and maps errors (errors.py, one root) to exit codes: 0 ok, 1 check failed, 2 usage/input.
 """
 
