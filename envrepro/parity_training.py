@@ -44,7 +44,21 @@ class TrainingSide:
 
     def probe_arguments(self, request: ParityRequest) -> tuple[list[str], list[InFile]]:
         """The probe's arguments and the files it needs, sent to /envrepro/in/ (read-only there)."""
-        return _arguments(request, self)
+        model = InFile(request.model.resolve(), f"model/{request.model.name}")
+        ref = InFile(reference_path(request.snapshot_path.parent, self.record).resolve(), "reference.npz")
+        inputs = [model, ref]
+        args = [
+            *("--model", in_path(model.target), "--model-name", str(request.model)),
+            *("--inputs", in_path(ref.target), "--outputs-only"),
+        ]
+        if request.custom_objects:
+            args += ["--custom-objects", _custom_objects(request.custom_objects, inputs)]
+        if request.unsafe_deserialization:
+            args.append("--unsafe-deserialization")
+        if self.pre is not None:
+            inputs.append(InFile(self.pre.reference_path.resolve(), "preprocess.npz"))
+            args += ["--preprocess", _preprocess(self.pre.spec, inputs), "--raw", in_path("preprocess.npz")]
+        return args, inputs
 
 
 def read(request: ParityRequest) -> TrainingSide:
@@ -58,25 +72,6 @@ def read(request: ParityRequest) -> TrainingSide:
 
 def _output_names(record: ModelRecord, pre: PreprocessRun | None) -> list[str]:
     return [spec.name for spec in record.outputs] + ([s.name for s in pre.record.outputs] if pre else [])
-
-
-def _arguments(request: ParityRequest, side: TrainingSide) -> tuple[list[str], list[InFile]]:
-    record, pre = side.record, side.pre
-    model = InFile(request.model.resolve(), f"model/{request.model.name}")
-    ref = InFile(reference_path(request.snapshot_path.parent, record).resolve(), "reference.npz")
-    inputs = [model, ref]
-    args = [
-        *("--model", in_path(model.target), "--model-name", str(request.model)),
-        *("--inputs", in_path(ref.target), "--outputs-only"),
-    ]
-    if request.custom_objects:
-        args += ["--custom-objects", _custom_objects(request.custom_objects, inputs)]
-    if request.unsafe_deserialization:
-        args.append("--unsafe-deserialization")
-    if pre is not None:
-        inputs.append(InFile(pre.reference_path.resolve(), "preprocess.npz"))
-        args += ["--preprocess", _preprocess(pre.spec, inputs), "--raw", in_path("preprocess.npz")]
-    return args, inputs
 
 
 def _custom_objects(spec: str, inputs: list[InFile]) -> str:

@@ -98,12 +98,7 @@ def started_probe(
     """`run_probe` in two steps, so that the caller works while the image runs: the block runs once the
     container has started; `output()` waits for it and reads what it wrote. The container is removed on
     the way out of the block, whatever the way out is (its output read or not, an error, a signal)."""
-    if not engine.image_exists(image):
-        raise ImageNotFoundError(image)
-    spec = _probe_spec(engine, image, args, limits, dict(environment or {}))
-    tar = input_tar([InFile(PROBE_DIR, "probe"), *inputs])
-    with _container(engine, spec) as container:
-        engine.put_archive(container, ROOT, tar)
+    with _probe_container(engine, image, args, inputs, limits=limits, environment=environment) as container:
         yield RunningProbe(engine, container, image, limits)
 
 
@@ -119,27 +114,44 @@ def launched_probe(
     Python's start, the environment record and TensorFlow's import (seconds) run while the caller reads and
     checks its own inputs; `send()` then gives the probe its arguments and files, and it goes on. Nothing
     of what the caller has not checked yet is in the container. Removed on the way out, as there."""
-    if not engine.image_exists(image):
-        raise ImageNotFoundError(image)
     wait = ("--args-from", IN_DIR, "--args-timeout", f"{limits.timeout_s:g}")
-    spec = _probe_spec(engine, image, wait, limits, dict(environment or {}))
-    with _container(engine, spec) as container:
-        engine.put_archive(container, ROOT, input_tar([InFile(PROBE_DIR, "probe")]))
+    with _probe_container(engine, image, wait, (), limits=limits, environment=environment) as container:
         yield LaunchedProbe(engine, container, RunningProbe(engine, container, image, limits))
 
 
+@dataclass(frozen=True)
 class LaunchedProbe:
     """The probe's container, running and waiting for `send()`."""
 
-    def __init__(self, engine: ContainerEngine, container: str, running: RunningProbe) -> None:
-        self._engine, self._container, self._running = engine, container, running
+    engine: ContainerEngine
+    container: str
+    running: RunningProbe
 
     def send(self, args: Sequence[str], inputs: Sequence[InFile] = ()) -> RunningProbe:
         """The probe's arguments and files; `go`, last in the archive, tells it that they are whole."""
         sent: list[InFile | InBytes] = [*inputs, InBytes(json.dumps(list(args)).encode("utf-8"), "args.json")]
         sent.append(InBytes(b"", "go"))
-        self._engine.put_archive(self._container, ROOT, input_tar(sent, with_out=False))
-        return self._running
+        self.engine.put_archive(self.container, ROOT, input_tar(sent, with_out=False))
+        return self.running
+
+
+@contextlib.contextmanager
+def _probe_container(
+    engine: ContainerEngine,
+    image: str,
+    args: Sequence[str],
+    inputs: Sequence[InFile],
+    *,
+    limits: Limits,
+    environment: Mapping[str, str | None] | None,
+) -> Iterator[str]:
+    """The probe's container, created with the probe and `inputs` in it (not started); removed on exit."""
+    if not engine.image_exists(image):
+        raise ImageNotFoundError(image)
+    spec = _probe_spec(engine, image, args, limits, dict(environment or {}))
+    with _container(engine, spec) as container:
+        engine.put_archive(container, ROOT, input_tar([InFile(PROBE_DIR, "probe"), *inputs]))
+        yield container
 
 
 def _waited(start: Callable[P, AbstractContextManager[RunningProbe]]) -> Callable[P, ProbeOutput]:
