@@ -183,8 +183,15 @@ class DockerEngine:
             raise EngineError(f"tag {ref} as {new_ref}", _short(exc)) from exc
 
     def running_containers(self, label: str = RUN_LABEL) -> list[str]:
-        """IDs of containers (any state) that carry `label`: what parity would have left behind."""
-        return [str(c.id) for c in self.client.containers.list(all=True, filters={"label": label})]
+        """IDs of containers (any state) that carry `label`: what parity would have left behind.
+
+        One list request and no inspect per container: a container removed between the two (parity's,
+        the moment it ends) would make the SDK's `containers.list()` raise NotFound."""
+        try:
+            rows: list[dict[str, Any]] = self.api.containers(all=True, filters={"label": label})
+        except APIError as exc:
+            raise EngineError("list containers", _short(exc)) from exc
+        return [str(row["Id"]) for row in rows]
 
     def export_image(self, ref: str) -> Iterator[bytes]:
         """The image as `docker save` writes it (a tar of layers and configs), streamed."""

@@ -15,6 +15,7 @@ import pytest
 from conftest import BASE_IMAGE, RUN_ID, OwnImages, own_tag
 
 from envrepro.engine import DockerEngine
+from envrepro.engine_api import RUN_ID_LABEL
 
 
 def context(label: str) -> bytes:
@@ -76,3 +77,28 @@ def test_a_cache_tag_keeps_the_newest_build_and_the_one_it_replaced_goes_with_it
     finally:
         for tag in (first_tag, second_tag, cache):
             docker_engine.delete_image(tag)
+
+
+@pytest.mark.integration
+@pytest.mark.docker
+def test_listing_own_containers_survives_one_that_is_removed_while_it_is_listed(
+    docker_engine: DockerEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # CI failed once this way: a test polled for parity's container just as parity removed it, and the
+    # SDK's containers.list(), which inspects each container it lists, raised NotFound. The interleaving
+    # is forced here: the container goes between the list and any inspect of it.
+    run_id = f"{RUN_ID}-race-{uuid.uuid4().hex[:8]}"
+    created = docker_engine.api.create_container(BASE_IMAGE, command=["true"], labels={RUN_ID_LABEL: run_id})
+    container = str(created["Id"])
+    inspect = docker_engine.api.inspect_container
+
+    def removed_first(resource_id: object, *args: object, **kwargs: object) -> object:
+        docker_engine.remove_container(container)
+        return inspect(resource_id, *args, **kwargs)
+
+    monkeypatch.setattr(docker_engine.api, "inspect_container", removed_first)
+    try:
+        assert docker_engine.running_containers(f"{RUN_ID_LABEL}={run_id}") == [container]
+    finally:
+        docker_engine.remove_container(container)
+    assert docker_engine.running_containers(f"{RUN_ID_LABEL}={run_id}") == []

@@ -68,7 +68,9 @@ def test_a_signal_during_parity_removes_the_container_and_the_temporary_director
         [sys.executable, "-m", "envrepro", *argv], stderr=subprocess.PIPE, text=True, env=env
     )
     try:
-        assert wait_for(lambda: bool(docker_engine.running_containers(own))), "the container never started"
+        started = wait_for(lambda: process.poll() is not None or bool(docker_engine.running_containers(own)))
+        assert process.poll() is None, f"parity ended before the signal: {process.communicate()[1]}"
+        assert started, "the container never started"
         # The files travel through the Engine API: parity keeps nothing in TMPDIR, and leaves nothing there
         process.send_signal(signum)
         _, stderr = process.communicate()
