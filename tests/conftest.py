@@ -210,15 +210,26 @@ def _run_cli(argv: list[str]) -> CliResult:
     return CliResult(done.returncode, done.stdout, done.stderr)
 
 
-APART = ("gpu_image", "bisect_builds")  # markers whose tests run only when -m names them
+APART = ("gpu_image", "bisect_builds")  # markers whose tests run only when -m or --run-apart names them
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-apart",
+        action="append",
+        default=[],
+        choices=APART,
+        help="also run the tests with this marker, which run only when named (.ci/run names both)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that take many minutes even from the cache run apart, as their marker says, only when the -m
-    expression names it: the GPU image (a 5.3 GB image; .ci/run runs `pytest -m gpu_image` after the
-    suite) and bisect's searches that build derived TensorFlow images (`pytest -m bisect_builds`;
-    .ci/run runs them after the suite; ENVREPRO_CI_BISECT_BUILDS=0 skips them)."""
-    named = config.getoption("markexpr") or ""
+    """Tests that take many minutes even from the cache run only when named: by the -m expression or by
+    --run-apart. They are the GPU image (a 5.3 GB image; `pytest -m gpu_image`) and bisect's searches
+    that build derived TensorFlow images (`pytest -m bisect_builds`). .ci/run names both with --run-apart,
+    so they share its workers with the rest (ENVREPRO_CI_GPU_IMAGE=0, ENVREPRO_CI_BISECT_BUILDS=0 leave
+    them out)."""
+    named = f"{config.getoption('markexpr') or ''} {' '.join(config.getoption('run_apart'))}"
     markers = [marker for marker in APART if marker not in named]
     apart = [item for item in items if any(item.get_closest_marker(m) for m in markers)]
     if apart:
