@@ -235,3 +235,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if apart:
         config.hook.pytest_deselected(items=apart)
         items[:] = [item for item in items if item not in apart]
+    items[:] = longest_files_first(items)
+
+
+def longest_files_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The files that take minutes first: those with a test that runs apart, then those with docker tests,
+    then the unit tests, each file's tests in their order. .ci/run's workers take whole files in this order
+    (`--dist loadfile --no-loadscope-reorder`), so the many short files come last and even out the end."""
+
+    def weight(item: pytest.Item) -> int:
+        if any(item.get_closest_marker(marker) for marker in APART):
+            return 2
+        return 1 if item.get_closest_marker("docker") else 0
+
+    heaviest: dict[str, int] = {}
+    for item in items:
+        heaviest[item.path.name] = max(heaviest.get(item.path.name, 0), weight(item))
+    return sorted(items, key=lambda item: -heaviest[item.path.name])  # stable: files keep their order
