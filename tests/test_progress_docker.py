@@ -21,6 +21,19 @@ TAG = "envrepro-test/progress-plain:piped"
 STEP_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \+\d+\.\ds build step (\d+)/(\d+): ")
 
 
+def own_bundle(tmp_path: Path) -> Path:
+    """The host's CA bundle with a line of this test's, so that its --no-cache build's `COPY pip/` is not
+    the same step as the cached builds'. Each --no-cache run added one more layer of identical content
+    after the base (`docker history`: `COPY dir:48de05de...` under new IDs), and the legacy builder then
+    took one of those as the parent of a cached build's next step: the other host's and the workflow
+    replay's builds, with the host's bundle too, found no `COPY` of their lock after it and installed
+    TensorFlow again, every run."""
+    bundle = tmp_path / "ca.pem"
+    system = Path("/etc/ssl/certs/ca-certificates.crt").read_text(encoding="utf-8")
+    bundle.write_text(f"{system}\n# envrepro-test: the piped --no-cache build's own\n", encoding="utf-8")
+    return bundle
+
+
 def test_a_piped_build_writes_timestamped_step_lines_before_it_ends(
     docker_engine: DockerEngine, plain_python: Path, tmp_path: Path
 ) -> None:
@@ -28,7 +41,7 @@ def test_a_piped_build_writes_timestamped_step_lines_before_it_ends(
     assert _run_cli(["snapshot", "--python", str(plain_python), "-o", str(snap)]).exit_code == 0
     argv = [sys.executable, "-m", "envrepro", "build", "--snapshot", str(snap), "--base-image", BASE_IMAGE,
             "--out", str(tmp_path / "build"), "--tag", TAG, "--no-cache",
-            "--pip-cert", "/etc/ssl/certs/ca-certificates.crt"]  # fmt: skip
+            "--pip-cert", str(own_bundle(tmp_path))]  # fmt: skip
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[tuple[str, bool]] = []  # each stderr line, and whether the build was still running then
     try:
