@@ -46,6 +46,7 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _HASH = re.compile(r"[a-z0-9]{3,16}:[0-9a-f]{32,128}")
 _COMPUTE_CAPABILITY = re.compile(r"[0-9]{1,2}\.[0-9]{1,2}")
 _WORD = re.compile(r"[A-Za-z0-9._/+:@-]+")
+_PRINTABLE = re.compile(r"[\x20-\x7e\t]*")  # a line of printable ASCII (tabs too)
 
 # --- rules: each returns the value or raises ValueError naming the rule (pydantic reports the field) ----
 
@@ -275,6 +276,18 @@ def dockerfile_escape(value: str) -> str:
 def dockerfile_quote(value: str) -> DockerfileText:
     """A double-quoted Dockerfile string (ENV and LABEL keys and values): taken literally by Docker."""
     return DockerfileText(f'"{dockerfile_escape(value)}"')
+
+
+def dockerfile_program(source: str) -> DockerfileText:
+    """A program as the arguments of `printf '%s\\n'` in a RUN, one single-quoted line each, continued:
+    piped to an interpreter, it reads back as `source` without its blank lines. Refused unless printable
+    ASCII (the Dockerfile parser would drop a continued line starting with `#`; these start with `'`)."""
+    lines = [line for line in source.splitlines() if line.strip()]
+    bad = next((line for line in lines if not _PRINTABLE.fullmatch(line)), None)
+    if bad is not None:
+        raise UnsafeValueError("a program line", shown(bad), "only printable ASCII may appear")
+    quoted = ("'" + line.replace("'", "'\\''") + "'" for line in lines)
+    return DockerfileText("printf '%s\\n' \\\n" + "".join(f"    {line} \\\n" for line in quoted))
 
 
 def dockerfile_word(value: object, what: str = "a Dockerfile word") -> DockerfileText:

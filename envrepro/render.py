@@ -23,6 +23,7 @@ from envrepro.grammar import (
     dockerfile_finalize,
     dockerfile_image,
     dockerfile_key,
+    dockerfile_program,
     dockerfile_quote,
     dockerfile_word,
 )
@@ -95,5 +96,6 @@ def _environment(directory: Path) -> jinja2.Environment:
         dockerfile_key=dockerfile_key,
         dockerfile_image=dockerfile_image,
         dockerfile_word=dockerfile_word,
+        dockerfile_program=dockerfile_program,
     )
     return env

@@ -54,6 +54,7 @@ FILES_LABEL = "io.envrepro.variant.files"
 VARIANT_LOCK = "variant.lock.txt"  # the changed distributions only, hashed
 VARIANT_REPOSITORY = "envrepro-variant"
 VARIANT_LABEL = VARIANT_OF_LABEL  # the image ID a variant was derived from
+UNINSTALLER = (Path(__file__).parent / "image_uninstall.py").read_text(encoding="utf-8")  # run in the variant
 BUILDER_LABEL = "io.envrepro.variant.builder"  # the builder stage's image: removed once the variant is built
 
 Locker = Callable[[Target, Path], Lock]
@@ -156,7 +157,7 @@ def render_variant(image: str, image_id: str, plan: VariantPlan) -> Rendered:
     labels = [(VARIANT_LABEL, image_id), *([(FILES_LABEL, files)] if files else [])]
     remove = [_name(name) for name in plan.remove]
     text = _template(VARIANT_TEMPLATE).render(
-        image=image, venv=VENV, uid=UID, labels=labels, files=files, remove=remove
+        image=image, venv=VENV, uid=UID, labels=labels, files=files, remove=remove, uninstaller=UNINSTALLER
     )
     return Rendered(files=(("Dockerfile", text.encode()),))
 

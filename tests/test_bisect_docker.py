@@ -13,10 +13,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 from conftest import CPU_TAG, CliResult, _run_cli
+from test_build_docker import freeze
 from test_parity_docker import onednn_off_image  # noqa: F401 - the session fixture, reused
 
 from envrepro.bisect_report import BisectReport
 from envrepro.engine import DockerEngine
+from envrepro.runner import Limits, run_command
 from envrepro.variant_build import BUILDER_LABEL, FILES_LABEL
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
@@ -156,6 +158,10 @@ def test_a_variable_and_the_tensorflow_group_at_once_are_both_in_the_minimal_cau
             added = [step for step in variant.history[: len(variant.history) - len(image.history)]
                      if "#(nop)" not in step or "COPY" in step]  # fmt: skip
             assert len(added) <= 2 and all("pip install" not in step for step in added), added
+            check = run_command(docker_engine, tag, ["python", "-m", "pip", "check"], Limits(timeout_s=120),
+                                environment={"HOME": "/tmp"})  # fmt: skip
+            assert check.exit_code == 0, check.logs  # what the variant uninstalled left nothing half-there
+        assert freeze(docker_engine, trial["image"])["tensorflow-cpu"] == "2.15.1"  # the cause's variant
     finally:
         for tag in built:
             docker_engine.remove_image(tag)

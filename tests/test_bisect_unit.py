@@ -48,9 +48,9 @@ class World:
         self.engine.build = built  # type: ignore[method-assign]
 
     def installed(self, image: str, base: Mapping[str, str]) -> dict[str, str]:
-        """What a variant's Dockerfile leaves installed: `pip uninstall` names out, its files image's in."""
+        """What a variant's Dockerfile leaves installed: the uninstalled names out, its files image's in."""
         dockerfile = self.contexts[image]["Dockerfile"].decode().replace("\\\n", " ")
-        removed = re.search(r"pip uninstall --yes ([^\n]*)", dockerfile)
+        removed = re.search(r"/bin/python -I - ([^\n]*)", dockerfile)
         files = re.search(r"COPY --from=(\S+) ", dockerfile)
         versions = {k: v for k, v in base.items() if not removed or k not in removed.group(1).split()}
         lock = self.contexts[files.group(1)]["variant.lock.txt"].decode() if files else ""
@@ -272,7 +272,7 @@ def test_a_companion_only_in_the_image_is_uninstalled_by_its_groups_variant(reco
     locks = [f["variant.lock.txt"].decode() for f in files_images(world)]
     assert [text.count("==") for text in locks if text.startswith(f"keras=={keras} ")] == [2, 1]
     dockerfiles = [" ".join(v["Dockerfile"].decode().replace("\\\n", " ").split()) for v in variants(world)]
-    assert any("pip uninstall --yes keras tensorboard-extra COPY" in text for text in dockerfiles)
+    assert any("/opt/venv/bin/python -I - keras tensorboard-extra COPY" in text for text in dockerfiles)
 
 
 def test_preprocessing_that_differs_is_a_group_whose_return_restores_parity_without_a_build(
