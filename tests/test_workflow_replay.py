@@ -11,7 +11,8 @@ condition or an output of the workflow changes what this test runs.
 
 Two deviations from a hosted runner: the image is built on the local debootstrap base, passed through
 the workflow's own `base-image` input (no registry is reachable here), and envrepro is installed from
-this checkout (`envrepro-spec` = the repository's path) instead of the release the example names.
+this checkout (`envrepro-spec` = a wheel of it, built once for the replay's five jobs) instead of the
+release the example names.
 
 The engine is shared with other runs, which replay the same workflow: the base goes in under this
 session's own tag, so the build id, and with it the `envrepro:ci-<build id>` tag, is this session's alone;
@@ -34,6 +35,7 @@ import gha
 import jsonschema
 import pytest
 from conftest import BASE_IMAGE, own_tag
+from other_host import build_wheel
 from owned import OwnImages
 
 from envrepro.engine import DockerEngine
@@ -92,7 +94,7 @@ def docker(*args: str) -> subprocess.CompletedProcess[str]:
 class Replay:
     """One workflow run: the called workflow with the example's inputs, and what its actions did."""
 
-    def __init__(self, tmp: Path, base_image: str) -> None:
+    def __init__(self, tmp: Path, base_image: str, envrepro_wheel: Path) -> None:
         documents = parse_workflows(REUSABLE, CALLER)
         self.workflow = documents[REUSABLE]
         (call,) = [
@@ -102,7 +104,7 @@ class Replay:
         ]
         self.caller_with: dict[str, Any] = dict(call.get("with") or {})
         given = self.caller_with | {
-            "envrepro-spec": str(ROOT),  # this checkout, not the release the example names
+            "envrepro-spec": str(envrepro_wheel),  # this checkout, not the release the example names
             "base-image": base_image,  # no registry here: the local debootstrap base, under our own tag
             # A TLS-inspecting proxy's CA, when this machine needs one (the input exists for that).
             "pip-cert": os.environ.get("PIP_CERT", ""),
@@ -207,7 +209,8 @@ def replay_base(docker_engine: DockerEngine) -> Iterator[str]:
 def replay(replay_base: str, tmp_path_factory: pytest.TempPathFactory) -> Replay:
     if shutil.which("docker") is None:
         _unavailable("the docker client is not installed: the workflow's scripts call it")
-    return Replay(tmp_path_factory.mktemp("workflow-run"), replay_base)
+    wheel = build_wheel(tmp_path_factory.mktemp("envrepro-wheel"))
+    return Replay(tmp_path_factory.mktemp("workflow-run"), replay_base, wheel)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ import math
 import os
 import re
 import subprocess
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -328,6 +329,7 @@ class StepRun:
     log: str = ""
     outputs: dict[str, str] = field(default_factory=dict)
     summary: str = ""
+    seconds: float = 0.0  # its wall time, shown in the job's log
 
 
 @dataclass
@@ -341,7 +343,7 @@ class JobRun:
 
     @property
     def log(self) -> str:
-        return "".join(f"--- {s.name} ({s.outcome})\n{s.log}" for s in self.steps)
+        return "".join(f"--- {s.name} ({s.outcome}, {s.seconds:.1f} s)\n{s.log}" for s in self.steps)
 
     @property
     def summary(self) -> str:
@@ -419,6 +421,7 @@ class Runner:
             contexts["job"] = {"status": status}
             name = str(interpolate(step.get("name") or step.get("uses") or f"step {index + 1}", contexts))
             kind = "run" if "run" in step else str(step["uses"]).split("@", 1)[0]
+            started = time.monotonic()
             if not condition(step.get("if"), contexts, status):
                 result = StepRun(name, step.get("id"), kind, "skipped")
             elif "run" in step:
@@ -435,6 +438,7 @@ class Runner:
                 )
                 outputs = dict(self.actions[kind](call))
                 result = StepRun(name, step.get("id"), kind, "success", outputs=outputs)
+            result.seconds = time.monotonic() - started
             steps.append(result)
             if result.id:
                 contexts["steps"][result.id] = {"outputs": result.outputs, "outcome": result.outcome}
