@@ -9,12 +9,14 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "support"))
 
 import envs
+import schedule
 from engines import dind_engine, extra_engine, ssh_endpoint  # noqa: F401 - fixtures of the remote-engine tests
 from owned import OWN_CONTAINERS, RUN_ID, OwnImages, own_tag, reused_lock  # noqa: F401 - RUN_ID is set at import
 
@@ -235,13 +237,43 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if apart:
         config.hook.pytest_deselected(items=apart)
         items[:] = [item for item in items if item not in apart]
-    items[:] = longest_files_first(items)
+    earlier = getattr(config, "workerinput", {}).get("envrepro_durations")
+    ordered = longest_files_first(items)
+    by_id = {item.nodeid: item for item in ordered}
+    ids = schedule.longest_first(list(by_id), schedule.load() if earlier is None else earlier)
+    items[:] = [by_id[nodeid] for nodeid in ids]
+
+
+def pytest_configure_node(node: Any) -> None:
+    """The xdist controller hands each worker the same durations, read once: they must sort alike."""
+    if not _EARLIER:
+        _EARLIER.append(schedule.load())
+    node.workerinput["envrepro_durations"] = _EARLIER[0]
+
+
+_EARLIER: list[dict[str, float]] = []  # the controller's one read of the durations file
+
+
+_MEASURED: dict[str, float] = {}  # this session's test durations, by test id
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Every phase's duration, in the controller (it gets the workers' reports) or a plain session."""
+    _MEASURED[report.nodeid] = _MEASURED.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _MEASURED and not hasattr(session.config, "workerinput"):  # a worker's are its controller's too
+        schedule.save(_MEASURED)
 
 
 def longest_files_first(items: list[pytest.Item]) -> list[pytest.Item]:
     """The files that take minutes first: those with a test that runs apart, then those with docker tests,
     then the unit tests, each file's tests in their order. .ci/run's workers take whole files in this order
-    (`--dist loadfile --no-loadscope-reorder`), so the many short files come last and even out the end."""
+    (`--dist loadfile --no-loadscope-reorder`), so the many short files come last and even out the end.
+    Files that earlier runs measured are then put in the order of their durations (tests/support/schedule.py);
+    this order stays for those that were not."""
 
     def weight(item: pytest.Item) -> int:
         if any(item.get_closest_marker(marker) for marker in APART):

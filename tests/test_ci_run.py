@@ -6,6 +6,8 @@ import re
 import shlex
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -29,3 +31,31 @@ def ci_run_test_command() -> list[str]:
 def test_ci_run_runs_the_test_command_the_readme_shows() -> None:
     assert ci_run_test_command() == readme_test_command()
     assert readme_test_command()[:3] == [".venv/bin/python", "-m", "pytest"]
+
+
+def test_the_workers_take_the_longest_measured_files_first_and_unmeasured_ones_before_them() -> None:
+    from schedule import longest_first
+
+    nodeids = ["a.py::x", "a.py::y", "b.py::x", "c.py::x", "d.py::x", "e.py::x"]
+    durations = {"a.py::x": 1.0, "a.py::y": 1.5, "b.py::x": 10.0, "d.py::x": 3.0, "e.py::x": 3.0}
+    durations["gone.py::z"] = 99.0  # a test no longer collected weighs nothing
+    assert longest_first(nodeids, durations) == [
+        "c.py::x",  # never measured: first
+        "b.py::x",
+        "d.py::x",  # 3 s each: d before e, as given
+        "e.py::x",
+        "a.py::x",  # 2.5 s together, its tests in their order
+        "a.py::y",
+    ]
+
+
+def test_durations_are_merged_by_test_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import schedule
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert schedule.load() == {}
+    schedule.save({"a.py::x": 1.5, "b.py::x": 2.0})
+    schedule.save({"a.py::x": 4.0})
+    assert schedule.load() == {"a.py::x": 4.0, "b.py::x": 2.0}
+    schedule.durations_file().write_text("not json", encoding="utf-8")
+    assert schedule.load() == {}
