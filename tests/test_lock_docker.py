@@ -50,10 +50,22 @@ def _lock_both_ways(snap: Path, tmp_path: Path, cert: Path, engine: DockerEngine
     return texts[0], texts[1]
 
 
+@pytest.fixture(scope="module")
+def small_locks(
+    docker_engine: DockerEngine,
+    plain_snapshot: Path,
+    planted_cert: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[bytes, bytes]:
+    """The small snapshot's lock resolved cold on the host and in the image: (host bytes, image bytes)."""
+    out = tmp_path_factory.mktemp("small-locks")
+    return _lock_both_ways(plain_snapshot, out, planted_cert, docker_engine)
+
+
 def test_a_small_snapshot_locks_to_the_same_bytes_on_the_host_and_in_the_image(
-    docker_engine: DockerEngine, plain_snapshot: Path, planted_cert: Path, tmp_path: Path
+    small_locks: tuple[bytes, bytes],
 ) -> None:
-    on_host, in_image = _lock_both_ways(plain_snapshot, tmp_path, planted_cert, docker_engine)
+    on_host, in_image = small_locks
 
     assert in_image == on_host
     assert b"--hash=sha256:" in in_image
@@ -70,11 +82,12 @@ def test_a_tensorflow_221_snapshot_locks_to_the_same_bytes_on_the_host_and_in_th
 
 
 def test_an_unchanged_lock_is_reused_without_a_container(
-    docker_engine: DockerEngine, plain_snapshot: Path, planted_cert: Path, tmp_path: Path
+    plain_snapshot: Path, small_locks: tuple[bytes, bytes], tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    assert main(build_args(plain_snapshot, out, planted_cert, "--render-only", "--lock-in", "image")) == 0
-    first = (out / LOCK).read_bytes()
+    out.mkdir()
+    first = small_locks[1]  # what the image resolved for this snapshot, left in the build directory
+    (out / LOCK).write_bytes(first)
     # With only an index that nothing listens on, any resolve would fail (exit 2): reuse needs none.
     again = ["build", "--snapshot", str(plain_snapshot), "--base-image", BASE_IMAGE, "--out", str(out),
              "--render-only", "--lock-in", "image", "--index-url", "https://127.0.0.1:9/simple"]  # fmt: skip
