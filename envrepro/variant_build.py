@@ -22,8 +22,10 @@ So nothing but the changed distributions differs from the image.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING
 from envrepro.context import context_tar, write_context
 from envrepro.engine_api import ContainerEngine
 from envrepro.errors import LockError, UnsafeValueError
+from envrepro.fsutil import write_atomic
 from envrepro.grammar import distribution_name, shown
 from envrepro.inventory import VARIANT_OF_LABEL
 from envrepro.lock import compute_lock
@@ -194,7 +197,33 @@ def lock_variant(engine: ContainerEngine, image: str, target: Target, locker: Lo
     image_id = engine.inspect_image(image).image_id
     inputs = (target.python_version, target.platform, target.pip_platforms, target.requirements)
     work = cache_dir() / hashlib.sha256(repr(inputs).encode()).hexdigest()[:16]  # the lock's own inputs
-    return image_id, locker(target, work)
+    return image_id, _lock_or_known_conflict(target, work, locker)
+
+
+CONFLICT_FILE = "conflict.json"  # beside a variant's lock: the resolver's conflict, when it found one
+_CONFLICT = re.compile(r"ResolutionImpossible|conflicting dependencies")
+
+
+def _lock_or_known_conflict(target: Target, work: Path, locker: Locker) -> Lock:
+    """The lock, unless an earlier run found these exact pins in conflict: a conflict among `==` pins is
+    a fact of their published metadata, so it is kept beside the lock and raised again without resolving
+    (a search meets the same ones on every rerun). Any other failure (the index, the network) is not."""
+    known = work / CONFLICT_FILE
+    try:
+        kept = json.loads(known.read_text(encoding="utf-8"))
+        error = LockError(kept.get("requirement"), str(kept["detail"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    else:
+        log.info("lock inputs unchanged: the conflict an earlier run found (%s)", known)
+        raise error
+    try:
+        return locker(target, work)
+    except LockError as exc:
+        if _CONFLICT.search(exc.detail):
+            known.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(known, json.dumps({"requirement": exc.requirement, "detail": exc.detail}) + "\n")
+        raise
 
 
 def build_variant(

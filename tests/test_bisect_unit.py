@@ -23,6 +23,7 @@ from envrepro.parity import ParityRequest
 from envrepro.runner import OUT_DIR
 from envrepro.target import Lock, LockedRequirement, Target
 from envrepro.tolerance import Tolerances
+from envrepro.variant_build import CONFLICT_FILE
 
 Recorded = tuple[Path, Path, dict[str, Any]]
 
@@ -230,6 +231,40 @@ def test_groups_whose_pins_cannot_be_installed_apart_are_merged_and_said_so(
     assert "numpy cannot be installed without h5py: they move together" in lines
     assert {c.name for c in result.cause[0].changes} == {"numpy", "h5py"}
     assert all(t.passed is not None for t in result.trials)  # no variant was left unresolvable
+
+
+@pytest.mark.parametrize(
+    ("message", "kept"),
+    [("ResolutionImpossible: see the docs", True), ("No matching distribution found for numpy==1.2", False)],
+)
+def test_a_conflict_of_exact_pins_is_kept_and_a_rerun_does_not_resolve_it_again(
+    recorded: Recorded,  # noqa: F811
+    message: str,
+    kept: bool,
+) -> None:
+    snap, model, raw = recorded
+    numpy, h5py = training_version(raw, "numpy"), training_version(raw, "h5py")
+    world = World(raw, {}, {"numpy": "1.0.0", "h5py": "0.1", "wrapt": "0.1"}, causes=["numpy"])
+    plain_lock = world.lock
+    failed: list[str] = []
+
+    def lock(target: Target, out_dir: Path) -> Lock:
+        pins = {r.name: r.version for r in target.requirements}
+        if pins["numpy"] == numpy and pins["h5py"] != h5py:
+            failed.append(str(out_dir))
+            raise LockError(None, message)
+        return plain_lock(target, out_dir)
+
+    parity = ParityRequest(
+        snapshot_path=snap, model=model, image=IMAGE, tolerances=Tolerances(atol=0, rtol=0)
+    )
+    first = bisect(BisectRequest(parity), lambda: world.engine, locker=lock)
+    resolved_first = len(failed)
+    assert resolved_first > 0
+    again = bisect(BisectRequest(parity), lambda: world.engine, locker=lock)
+    assert [g.key for g in again.cause] == [g.key for g in first.cause]
+    assert len(failed) == (resolved_first if kept else 2 * resolved_first)  # kept: not resolved again
+    assert all((Path(d) / CONFLICT_FILE).is_file() == kept for d in failed)
 
 
 def test_bad_bisect_flags_are_one_line_and_exit_2(cli: Any, recorded: Recorded) -> None:  # noqa: F811
