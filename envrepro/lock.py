@@ -72,6 +72,7 @@ _COMPILE_TIMEOUT = 900.0
 _FAILED_REQUIREMENT = re.compile(
     r"(?:No matching distribution found for|satisfies the requirement)\s+(?P<req>[^\s;(]+)"
 )
+_CONFLICT = re.compile(r"ResolutionImpossible|conflicting dependencies")  # pip's resolver, not the index
 LockIn = Literal["auto", "host", "image"]
 COMPILE_FLAGS = (
     "--no-config",  # a project's [tool.pip-tools] must not change what the lock means
@@ -315,7 +316,8 @@ def _lock_error(output: str) -> LockError:
     errors = [line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR:")]
     tail = errors[-2:] or lines[-3:] or ["pip-compile gave no output"]
     detail = " | ".join(_shorten(line) for line in tail)
-    return LockError(failed[-1] if failed else None, detail)
+    conflict = _CONFLICT.search(clean) is not None
+    return LockError(failed[-1] if failed else None, detail, conflict=conflict)
 
 
 def _shorten(line: str, limit: int = 300) -> str:

@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -201,7 +200,6 @@ def lock_variant(engine: ContainerEngine, image: str, target: Target, locker: Lo
 
 
 CONFLICT_FILE = "conflict.json"  # beside a variant's lock: the resolver's conflict, when it found one
-_CONFLICT = re.compile(r"ResolutionImpossible|conflicting dependencies")
 
 
 def _lock_or_known_conflict(target: Target, work: Path, locker: Locker) -> Lock:
@@ -211,7 +209,7 @@ def _lock_or_known_conflict(target: Target, work: Path, locker: Locker) -> Lock:
     known = work / CONFLICT_FILE
     try:
         kept = json.loads(known.read_text(encoding="utf-8"))
-        error = LockError(kept.get("requirement"), str(kept["detail"]))
+        error = LockError(kept.get("requirement"), str(kept["detail"]), conflict=True)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
     else:
@@ -220,7 +218,7 @@ def _lock_or_known_conflict(target: Target, work: Path, locker: Locker) -> Lock:
     try:
         return locker(target, work)
     except LockError as exc:
-        if _CONFLICT.search(exc.detail):
+        if exc.conflict:
             known.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(known, json.dumps({"requirement": exc.requirement, "detail": exc.detail}) + "\n")
         raise

@@ -236,7 +236,7 @@ def test_groups_whose_pins_cannot_be_installed_apart_are_merged_and_said_so(
 @pytest.mark.parametrize(
     ("message", "kept"),
     [("ResolutionImpossible: see the docs", True), ("No matching distribution found for numpy==1.2", False)],
-)
+)  # what the real lock makes of pip-compile's output: tests/test_lock.py
 def test_a_conflict_of_exact_pins_is_kept_and_a_rerun_does_not_resolve_it_again(
     recorded: Recorded,  # noqa: F811
     message: str,
@@ -252,7 +252,7 @@ def test_a_conflict_of_exact_pins_is_kept_and_a_rerun_does_not_resolve_it_again(
         pins = {r.name: r.version for r in target.requirements}
         if pins["numpy"] == numpy and pins["h5py"] != h5py:
             failed.append(str(out_dir))
-            raise LockError(None, message)
+            raise LockError(None, message, conflict=kept)
         return plain_lock(target, out_dir)
 
     parity = ParityRequest(

@@ -482,3 +482,23 @@ def test_real_lock_resolves_with_only_what_the_image_will_have(tmp_path: Path) -
     lock = compute_lock(host_target(Requirement("six", "1.16.0")), tmp_path, index=host_build_secrets())
 
     assert [(req.name, req.version) for req in lock.requirements] == [("six", "1.16.0")]
+
+
+CONFLICT_OUTPUT = (
+    "ERROR: Cannot install -r /tmp/envrepro-lock-x/requirements.in (line 15), -r /tmp/envrepro-lock-x/"
+    "requirements.in (line 27), -r /tmp/envrepro-lock-x/requirements.in (line 29), -r /tmp/envrepro-lock-x/"
+    "requirements.in (line 9), -r /tmp/envrepro-lock-x/requirements.in (line 11) and numpy==2.4.6 because"
+    " these package versions have conflicting dependencies.\n\nThe conflict is caused by:\n"
+    "    The user requested numpy==2.4.6\n    tensorflow-cpu 2.15.1 depends on numpy<2.0.0 and >=1.23.5\n"
+)
+
+
+def test_a_resolver_conflict_is_told_apart_from_an_index_failure_even_when_its_line_is_shortened() -> None:
+    from envrepro.lock import _lock_error
+
+    conflict = _lock_error(CONFLICT_OUTPUT)
+    assert conflict.conflict and "conflicting dependencies" not in conflict.detail  # shortened away
+    missing = _lock_error("ERROR: No matching distribution found for tensorflow-cpu==9.9\n")
+    assert not missing.conflict and missing.requirement == "tensorflow-cpu==9.9"
+    unreachable = _lock_error("WARNING: Retrying ... connection refused\nERROR: Could not fetch URL\n")
+    assert not unreachable.conflict

@@ -27,7 +27,7 @@ class NotReproducibleError(EnvreproError):
 class LockError(EnvreproError):
     """pip-compile could not pin and hash the requirements."""
 
-    def __init__(self, requirement: str | None, detail: str) -> None:
+    def __init__(self, requirement: str | None, detail: str, *, conflict: bool = False) -> None:
         subject = f"cannot lock {requirement}" if requirement else "cannot lock the requirements"
         super().__init__(
             f"{subject}: {detail}",
@@ -36,6 +36,7 @@ class LockError(EnvreproError):
         )
         self.requirement = requirement
         self.detail = detail
+        self.conflict = conflict  # the resolver said these pins cannot be installed together
 
 
 class LockEnvironmentError(EnvreproError):
