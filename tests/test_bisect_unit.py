@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +200,26 @@ def test_kept_variants_make_a_rerun_a_cache_hit(recorded: Recorded) -> None:  # 
     assert again.builds == 0 and len(variants(world)) == len(files_images(world)) == 1
 
 
+def numpy_needing_h5py(
+    raw: Mapping[str, Any], error: LockError, failed: list[str]
+) -> tuple[World, Callable[[Target, Path], Lock]]:
+    """A world whose image has other numpy and h5py, and a lock that raises `error` (the directory it was
+    asked to lock into appended to `failed`) when training numpy comes without training h5py, as pip's
+    resolver would."""
+    numpy, h5py = training_version(raw, "numpy"), training_version(raw, "h5py")
+    world = World(raw, {}, {"numpy": "1.0.0", "h5py": "0.1", "wrapt": "0.1"}, causes=["numpy"])
+    plain_lock = world.lock
+
+    def lock(target: Target, out_dir: Path) -> Lock:
+        pins = {r.name: r.version for r in target.requirements}
+        if pins["numpy"] == numpy and pins["h5py"] != h5py:
+            failed.append(str(out_dir))
+            raise error
+        return plain_lock(target, out_dir)
+
+    return world, lock
+
+
 @pytest.mark.parametrize(
     "message",
     [
@@ -212,15 +232,8 @@ def test_groups_whose_pins_cannot_be_installed_apart_are_merged_and_said_so(
     message: str,
 ) -> None:
     snap, model, raw = recorded
-    numpy, h5py = training_version(raw, "numpy"), training_version(raw, "h5py")
-    world = World(raw, {}, {"numpy": "1.0.0", "h5py": "0.1", "wrapt": "0.1"}, causes=["numpy"])
-    plain_lock = world.lock
-
-    def lock(target: Target, out_dir: Path) -> Lock:  # training numpy needs training h5py, as pip would say
-        pins = {r.name: r.version for r in target.requirements}
-        if pins["numpy"] == numpy and pins["h5py"] != h5py:
-            raise LockError(None, message.format(numpy=numpy))  # named by the resolver, or not (ddmin)
-        return plain_lock(target, out_dir)
+    numpy = training_version(raw, "numpy")  # named by the resolver, or not (ddmin):
+    world, lock = numpy_needing_h5py(raw, LockError(None, message.format(numpy=numpy)), [])
 
     lines: list[str] = []
     parity = ParityRequest(
@@ -243,17 +256,8 @@ def test_a_conflict_of_exact_pins_is_kept_and_a_rerun_does_not_resolve_it_again(
     kept: bool,
 ) -> None:
     snap, model, raw = recorded
-    numpy, h5py = training_version(raw, "numpy"), training_version(raw, "h5py")
-    world = World(raw, {}, {"numpy": "1.0.0", "h5py": "0.1", "wrapt": "0.1"}, causes=["numpy"])
-    plain_lock = world.lock
     failed: list[str] = []
-
-    def lock(target: Target, out_dir: Path) -> Lock:
-        pins = {r.name: r.version for r in target.requirements}
-        if pins["numpy"] == numpy and pins["h5py"] != h5py:
-            failed.append(str(out_dir))
-            raise LockError(None, message, conflict=kept)
-        return plain_lock(target, out_dir)
+    world, lock = numpy_needing_h5py(raw, LockError(None, message, conflict=kept), failed)
 
     parity = ParityRequest(
         snapshot_path=snap, model=model, image=IMAGE, tolerances=Tolerances(atol=0, rtol=0)
