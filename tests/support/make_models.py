@@ -4,7 +4,9 @@ usage: python make_models.py OUTDIR
 Writes: dense.h5, dense.keras, dense_savedmodel/, dense_otherweights.h5 (same architecture, other
 weights), custom.h5 and custom_seq.keras (need a custom layer from custom_layers.py), lambda.h5,
 lambda.keras and lambda_savedmodel/ (a Lambda layer holding Python code: the Keras formats need unsafe
-deserialization), truncated.h5 (the first half of dense.h5), cnn.keras (a small CNN).
+deserialization), truncated.h5 (the first half of dense.h5), cnn.keras (a small CNN),
+cnn_hard_sigmoid.keras (the same CNN with a hard_sigmoid convolution: Keras 3 changed hard_sigmoid's
+slope from 0.2 to 1/6, so a Keras 2 model computes other numbers under Keras 3 on any CPU).
 """
 
 from __future__ import annotations
@@ -77,6 +79,18 @@ def main(outdir: str) -> None:
         name="cnn",
     )
     cnn.save(os.path.join(outdir, "cnn.keras"))
+
+    tf.random.set_seed(4)
+    keras.Sequential(
+        [
+            keras.Input((16, 16, 1), name="image"),
+            keras.layers.Conv2D(4, 3, activation="hard_sigmoid"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ],
+        name="cnn_hard_sigmoid",
+    ).save(os.path.join(outdir, "cnn_hard_sigmoid.keras"))
 
     with open(os.path.join(outdir, "dense.h5"), "rb") as handle:
         data = handle.read()
