@@ -75,11 +75,14 @@ def test_flipped_onednn_is_named_by_bisect_without_building_anything(
 
 @pytest.fixture(scope="session")
 def tf215_snapshot(tf215_python: Path, tf215_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The training record of a model saved in TF 2.15.1 / Keras 2, with its reference outputs (the CNN:
-    its outputs in TF 2.21 differ by ~1.5e-7; the dense model's are bit-identical)."""
+    """The training record of a model saved in TF 2.15.1 / Keras 2, with its reference outputs.
+
+    The hard_sigmoid CNN: its outputs in TF 2.21 differ by ~1e-2 on any CPU (Keras 3's hard_sigmoid has
+    another slope). cnn.keras's differ by ~1e-7 here, but whether they differ at all depends on the CPU's
+    kernels; the dense model's are bit-identical."""
     out = tmp_path_factory.mktemp("tf215-snapshot") / "envrepro.lock.json"
     argv = ["snapshot", "--python", str(tf215_python), "-o", str(out), "--samples", "32"]
-    result = _run_cli([*argv, "--model", str(tf215_models / "cnn.keras")])
+    result = _run_cli([*argv, "--model", str(tf215_models / "cnn_hard_sigmoid.keras")])
     assert result.exit_code == 0, result.stderr
     return out
 
@@ -88,7 +91,7 @@ def tf215_snapshot(tf215_python: Path, tf215_models: Path, tmp_path_factory: pyt
 def test_a_tf215_model_in_the_tf221_image_is_explained_by_the_tensorflow_group(
     cpu_build: object, docker_engine: DockerEngine, tf215_snapshot: Path, tf215_models: Path, tmp_path: Path
 ) -> None:
-    result, data = run_bisect(tf215_snapshot, tf215_models / "cnn.keras", CPU_TAG, tmp_path,
+    result, data = run_bisect(tf215_snapshot, tf215_models / "cnn_hard_sigmoid.keras", CPU_TAG, tmp_path,
                               "--atol", "0", "--rtol", "0", logged=True)  # fmt: skip
     assert result.exit_code == 1, result.stderr
     assert data["verdict"] == "cause", data
@@ -98,6 +101,7 @@ def test_a_tf215_model_in_the_tf221_image_is_explained_by_the_tensorflow_group(
     trial = next(t for t in data["trials"] if t["groups"] == cause)  # type: ignore[attr-defined]
     assert trial["outcome"] == "pass" and trial["max_abs_error"] == 0
     assert "tensorflow-cpu 2.21.0 → 2.15.1" in data["summary"]  # type: ignore[operator]
+    assert data["baseline_max_abs_error"] > 1e-3  # type: ignore[operator]
     assert 0 < data["builds"] <= 8  # type: ignore[operator]
     assert data["removed_images"]  # what this run built is gone again
     assert not any(docker_engine.image_exists(tag) for tag in data["removed_images"])  # type: ignore[attr-defined]
