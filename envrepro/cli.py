@@ -182,15 +182,17 @@ def schema_cmd(what: str) -> int:
 @cli.command("images")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def images_cmd(fmt: str) -> int:
-    """List the images envrepro built on the engine (found by its labels) and its builder-stage cache."""
-    from envrepro import inventory  # noqa: PLC0415 - only this command needs it
+    """List the images envrepro built on the engine (found by its labels), its builder-stage cache and
+    what bisect left (variants kept with --keep, its files images)."""
+    from envrepro import inventory, inventory_report  # noqa: PLC0415 - only this command needs them
 
     found = inventory.take_inventory(DockerEngine())
     if fmt == "json":
-        out.print(inventory.inventory_json(found), soft_wrap=True, markup=False, highlight=False)
+        out.print(inventory_report.inventory_json(found), soft_wrap=True, markup=False, highlight=False)
         return EXIT_OK
-    out.print(inventory.images_table(found))
-    out.print(inventory.builders_summary(found), markup=False)
+    out.print(inventory_report.images_table(found))
+    out.print(inventory_report.builders_summary(found), markup=False)
+    out.print(inventory_report.bisect_summary(found), markup=False)
     return EXIT_OK
 
 
@@ -212,11 +214,13 @@ def _older_than(_ctx: click.Context, _param: click.Parameter, value: str | None)
 def clean_cmd(everything: bool, older_than: object, dry_run: bool) -> int:
     """Remove replaced envrepro images (all with --all) and their builder-stage cache.
 
-    Images a container uses, or that carry a tag you gave (without --all), are kept."""
-    from envrepro import inventory  # noqa: PLC0415 - only this command needs it
+    Bisect's variants go with the image they came from (all with --all); its files images, the cache of
+    changed distributions, only with --all or --older-than. Images a container uses, or that carry a tag
+    you gave (without --all), are kept."""
+    from envrepro import inventory, inventory_report  # noqa: PLC0415 - only this command needs them
 
     request = inventory.CleanRequest(everything, older_than, dry_run)  # type: ignore[arg-type]
-    for line in inventory.clean_lines(inventory.clean(DockerEngine(), request)):
+    for line in inventory_report.clean_lines(inventory.clean(DockerEngine(), request)):
         out.print(line, markup=False)
     return EXIT_OK
 

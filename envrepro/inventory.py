@@ -4,22 +4,24 @@ clean`), and retire the tag that a rebuild of the same snapshot file replaced (`
 Images are found by envrepro's own labels, never by name: every final image carries the snapshot digest,
 the snapshot file's name and a hash of its absolute path (`snapshot_path_labels`); the last image of the
 builder stage carries `io.envrepro.stage=builder` and the digest (templates/Dockerfile.j2).
+
+`envrepro bisect` leaves two kinds of its own (variant_build.py): the variants kept with `--keep` (FROM a
+build, so they inherit its labels; they carry `io.envrepro.variant.of`), and the files images, its cache
+of changed distributions (FROM scratch, `io.envrepro.variant.files`), which the next bisect reuses. They
+are listed apart from the builds, never as newer builds of the same snapshot file.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
-
-from rich.table import Table
+from typing import Literal
 
 from envrepro.engine_api import ContainerEngine, ImageRecord
 from envrepro.errors import DurationError, ImageInUseError
@@ -35,6 +37,8 @@ BUILDER_DIGEST_LABEL = "io.envrepro.builder.snapshot.digest"
 DEFAULT_TAG_PREFIX = "envrepro:"  # target.default_image_tag
 # bisect's variants are FROM a build, so they inherit its labels: they are not builds of its snapshot
 VARIANT_OF_LABEL = "io.envrepro.variant.of"
+VARIANT_FILES_LABEL = "io.envrepro.variant.files"  # a files image (and a variant built from one)
+STAGE_LABEL = "io.envrepro.stage"  # "builder": a builder stage's image, a build's or a files image's
 
 _DURATION = re.compile(r"([1-9][0-9]{0,5})([mhdw])")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -71,6 +75,7 @@ def parse_duration(text: str) -> timedelta:
 class Inventory:
     images: tuple[EnvreproImage, ...]  # newest first
     builders: tuple[BuilderCache, ...]  # newest first
+    bisect: tuple[BisectImage, ...] = ()  # newest first
 
 
 @dataclass(frozen=True)
@@ -95,17 +100,52 @@ class BuilderCache:
     in_use: bool
 
 
+@dataclass(frozen=True)
+class BisectImage:
+    """A variant `envrepro bisect --keep` left, or one of its files images (its cache)."""
+
+    record: ImageRecord
+    kind: Literal["variant", "files"]
+    variant_of: str | None  # a variant: the ID of the image it was derived from
+    orphaned: bool  # a variant whose image is no longer on the engine
+    in_use: bool
+
+
 def take_inventory(engine: ContainerEngine) -> Inventory:
-    """Every final image and builder-stage image envrepro's labels mark on this engine."""
+    """Every final image, builder-stage image and bisect image envrepro's labels mark on this engine."""
     labelled = engine.list_images(DIGEST_LABEL)
-    records = _newest_first([record for record in labelled if VARIANT_OF_LABEL not in record.labels])
+    records = _newest_first([record for record in labelled if _is_build(record)])
     in_use = engine.images_used_by_containers()
     images = tuple(_image(record, records, in_use) for record in records)
     builders = tuple(
         BuilderCache(record, record.labels.get(BUILDER_DIGEST_LABEL, ""), record.image_id in in_use)
         for record in _newest_first(engine.list_images(BUILDER_LABEL))
     )
-    return Inventory(images, builders)
+    return Inventory(images, builders, _bisect_images(engine, in_use))
+
+
+def _is_build(record: ImageRecord) -> bool:
+    """A final image of `envrepro build`: not a bisect variant, nor a builder stage FROM a build (a files
+    image's), which inherit the build's snapshot labels."""
+    return VARIANT_OF_LABEL not in record.labels and STAGE_LABEL not in record.labels
+
+
+def _bisect_images(engine: ContainerEngine, in_use: frozenset[str]) -> tuple[BisectImage, ...]:
+    variants = engine.list_images(VARIANT_OF_LABEL)
+    variant_ids = {record.image_id for record in variants}
+    files = [
+        record
+        for record in engine.list_images(VARIANT_FILES_LABEL)
+        if record.image_id not in variant_ids and STAGE_LABEL not in record.labels
+    ]
+    present = {record.image_id for record in engine.list_images(DIGEST_LABEL)}
+    found = [
+        BisectImage(record, "variant", record.labels[VARIANT_OF_LABEL],
+                    record.labels[VARIANT_OF_LABEL] not in present, record.image_id in in_use)
+        for record in variants
+    ]  # fmt: skip
+    found += [BisectImage(record, "files", None, False, record.image_id in in_use) for record in files]
+    return tuple(sorted(found, key=lambda b: (-b.record.created, b.record.image_id)))
 
 
 def _newest_first(records: Sequence[ImageRecord]) -> list[ImageRecord]:
@@ -174,7 +214,7 @@ class CleanRequest:
 class Selected:
     """An image or builder cache `clean` chose; `reason` says why it stays, when it does."""
 
-    kind: Literal["image", "builder"]
+    kind: Literal["image", "builder", "variant", "files"]
     record: ImageRecord
     digest: str
     reason: str = ""
@@ -225,7 +265,34 @@ def plan_clean(
         else:
             removals.append(Selected("image", image.record, image.digest))
     removals += _builders_to_remove(inventory, removals, request, now)
-    return removals, kept
+    variants, files = _bisect_to_remove(inventory, removals, request, now)
+    kept += [chosen for chosen in (*variants, *files) if chosen.reason]
+    # variants first: an image a variant is FROM can only go once the variant has gone
+    return [*(c for c in variants if not c.reason), *removals, *(c for c in files if not c.reason)], kept
+
+
+def _bisect_to_remove(
+    inventory: Inventory, removals: Sequence[Selected], request: CleanRequest, now: float
+) -> tuple[list[Selected], list[Selected]]:
+    """Bisect's variants whose image is gone or goes now (every one with --all), and its files images with
+    --all or --older-than (without them they stay: they make the next bisect quick). Those a container
+    uses come back with a reason."""
+    removed_ids = {removal.record.image_id for removal in removals}
+    variants: list[Selected] = []
+    files: list[Selected] = []
+    for image in inventory.bisect:
+        if not _old_enough(image.record, request, now):
+            continue
+        if image.kind == "variant":
+            if not (request.everything or image.orphaned or image.variant_of in removed_ids):
+                continue
+            into = variants
+        elif request.everything or request.older_than is not None:
+            into = files
+        else:
+            continue
+        into.append(Selected(image.kind, image.record, "", "a container uses it" if image.in_use else ""))
+    return variants, files
 
 
 def _why_kept(image: EnvreproImage, request: CleanRequest) -> str:
@@ -254,103 +321,3 @@ def _builders_to_remove(
 
 def _old_enough(record: ImageRecord, request: CleanRequest, now: float) -> bool:
     return request.older_than is None or now - record.created >= request.older_than.total_seconds()
-
-
-# --- rendering (pure: values in, a table or JSON text out) ----------------------------------------------
-
-
-def images_table(inventory: Inventory, now: float | None = None) -> Table:
-    """`envrepro images`: one row per image, tags one per line, so that it fits 80 columns."""
-    now = time.time() if now is None else now
-    table = Table(box=None, padding=(0, 1, 0, 0), pad_edge=False, header_style="bold")
-    for name, justify in (("TAGS", "left"), ("SNAPSHOT", "left"), ("SIZE", "right"), ("CREATED", "right")):
-        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
-    table.add_column("STATUS", overflow="fold")
-    for image in inventory.images:
-        snapshot = "\n".join(filter(None, (image.digest[:12], image.snapshot_file)))
-        table.add_row(
-            "\n".join(image.record.tags) or "<none>",
-            snapshot,
-            human_size(image.record.size_bytes),
-            human_age(now - image.record.created),
-            "\n".join(_status(image)),
-        )
-    return table
-
-
-def _status(image: EnvreproImage) -> list[str]:
-    lines = ["replaced" if image.replaced else "current"]
-    return [*lines, "in use"] if image.in_use else lines
-
-
-def builders_summary(inventory: Inventory) -> str:
-    total = sum(cache.record.size_bytes for cache in inventory.builders)
-    return f"builder-stage cache: {len(inventory.builders)} image(s), {human_size(total)}"
-
-
-def inventory_json(inventory: Inventory) -> str:
-    document = {
-        "images": [_image_json(image) for image in inventory.images],
-        "builder_cache": [
-            {**_record_json(cache.record), "snapshot_digest": cache.digest, "in_use": cache.in_use}
-            for cache in inventory.builders
-        ],
-    }
-    return json.dumps(document, indent=2)
-
-
-def _image_json(image: EnvreproImage) -> dict[str, Any]:
-    return {
-        **_record_json(image.record),
-        "snapshot_digest": image.digest,
-        "snapshot_file": image.snapshot_file,
-        "snapshot_path_sha256": image.path_id,
-        "replaced": image.replaced,
-        "replaced_by": image.replaced_by,
-        "in_use": image.in_use,
-    }
-
-
-def _record_json(record: ImageRecord) -> dict[str, Any]:
-    created = datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat().replace("+00:00", "Z")
-    return {
-        "id": record.image_id,
-        "tags": list(record.tags),
-        "size_bytes": record.size_bytes,
-        "created": created,
-    }
-
-
-def clean_lines(result: CleanResult) -> list[str]:
-    """One line per image removed (or that a dry run would remove) and per image kept, and a total."""
-    verb = "would remove" if result.dry_run else "removed"
-    lines = [f"{verb} {_describe(removal.kind, removal.record)}" for removal in result.removed]
-    lines += [f"kept {_describe('image', kept.record)}: {kept.reason}" for kept in result.kept]
-    total = human_size(sum(removal.record.size_bytes for removal in result.removed))
-    return [
-        *lines,
-        f"{verb} {len(result.removed)} image(s), {total} (each size includes layers shared with others)",
-    ]
-
-
-def _describe(kind: str, record: ImageRecord) -> str:
-    name = ", ".join(record.tags) if record.tags else _short_id(record.image_id)
-    return f"{'builder cache ' if kind == 'builder' else ''}{name} ({human_size(record.size_bytes)})"
-
-
-def _short_id(image_id: str) -> str:
-    return image_id.removeprefix("sha256:")[:12]
-
-
-def human_size(size: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{size} B"
-
-
-def human_age(seconds: float) -> str:
-    for unit, scale in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= scale:
-            return f"{int(seconds // scale)}{unit} ago"
-    return "just now"

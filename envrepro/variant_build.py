@@ -35,7 +35,7 @@ from envrepro.engine_api import ContainerEngine
 from envrepro.errors import LockError, UnsafeValueError
 from envrepro.fsutil import write_atomic
 from envrepro.grammar import distribution_name, shown
-from envrepro.inventory import VARIANT_OF_LABEL
+from envrepro.inventory import VARIANT_FILES_LABEL, VARIANT_OF_LABEL
 from envrepro.lock import compute_lock
 from envrepro.lock_io import lock_entry
 from envrepro.render import VENV, _environment, templates_dir
@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 VARIANT_TEMPLATE = "variant.Dockerfile.j2"
 FILES_TEMPLATE = "variant-files.Dockerfile.j2"
 FILES_REPOSITORY = "envrepro-variant-files"  # the changed distributions alone, cached by content
-FILES_LABEL = "io.envrepro.variant.files"
+FILES_LABEL = VARIANT_FILES_LABEL  # `envrepro images` lists the files images by it
 VARIANT_LOCK = "variant.lock.txt"  # the changed distributions only, hashed
 VARIANT_REPOSITORY = "envrepro-variant"
 VARIANT_LABEL = VARIANT_OF_LABEL  # the image ID a variant was derived from

@@ -175,6 +175,31 @@ def test_a_variable_and_the_tensorflow_group_at_once_are_both_in_the_minimal_cau
                                 environment={"HOME": "/tmp"})  # fmt: skip
             assert check.exit_code == 0, check.logs  # what the variant uninstalled left nothing half-there
         assert freeze(docker_engine, trial["image"])["tensorflow-cpu"] == "2.15.1"  # the cause's variant
+        listed_apart_from_the_builds(docker_engine, built, image.image_id)
     finally:
         for tag in built:
             docker_engine.remove_image(tag)
+
+
+def listed_apart_from_the_builds(engine: DockerEngine, variants: list[str], image_id: str) -> None:
+    """`envrepro images` shows the kept variants and their files images as bisect's, not as newer builds of
+    the image's snapshot file, and `envrepro clean --all --dry-run` would remove them (read-only here: the
+    engine is shared)."""
+    files = {engine.inspect_image(tag).labels[FILES_LABEL] for tag in variants} - {""}
+    listing = _run_cli(["images", "--format", "json"])
+    assert listing.exit_code == 0, listing.stderr
+    document = json.loads(listing.stdout)
+    bisect = {tag: entry for entry in document["bisect"] for tag in entry["tags"]}
+    for tag in variants:
+        assert bisect[tag]["kind"] == "variant" and bisect[tag]["variant_of"] == image_id, bisect.get(tag)
+    for tag in files:
+        assert bisect[tag]["kind"] == "files", bisect.get(tag)
+    builds = {tag for entry in document["images"] for tag in entry["tags"]}
+    assert builds.isdisjoint([*variants, *files])
+    assert next(e for e in document["images"] if e["id"] == image_id)["replaced_by"] is None
+    dry = _run_cli(["clean", "--all", "--dry-run"])
+    assert dry.exit_code == 0, dry.stderr
+    for tag in variants:
+        assert f"would remove bisect variant {tag} (" in dry.stdout
+    for tag in files:
+        assert f"would remove bisect files {tag} (" in dry.stdout

@@ -18,7 +18,7 @@ from conftest import CASES
 from rich.console import Console
 from support.fake_engine import FakeEngine
 
-from envrepro import inventory, snapshot
+from envrepro import inventory, inventory_report, snapshot
 from envrepro.engine_api import ImageInfo
 from envrepro.errors import DurationError
 from envrepro.inventory import (
@@ -26,6 +26,7 @@ from envrepro.inventory import (
     DIGEST_LABEL,
     FILE_LABEL,
     PATH_LABEL,
+    VARIANT_FILES_LABEL,
     VARIANT_OF_LABEL,
     CleanRequest,
     clean,
@@ -182,7 +183,7 @@ def test_a_bisect_variant_kept_with_keep_neither_replaces_the_build_nor_is_clean
 def test_images_table_fits_80_columns_without_cutting_a_tag_or_a_digest() -> None:
     console = Console(width=80, record=True, file=io.StringIO())
     found = take_inventory(engine_after_three_reruns())
-    console.print(inventory.images_table(found, NOW))
+    console.print(inventory_report.images_table(found, NOW))
     text = console.export_text()
     assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
     for word in ("envrepro-example/tiny-model:latest", "envrepro:d3d3d3d3d3d3", "d1d1d1d1d1d1", "<none>",
@@ -191,7 +192,7 @@ def test_images_table_fits_80_columns_without_cutting_a_tag_or_a_digest() -> Non
 
 
 def test_images_json_has_one_object_per_image_and_per_builder_cache() -> None:
-    document = json.loads(inventory.inventory_json(take_inventory(engine_after_three_reruns())))
+    document = json.loads(inventory_report.inventory_json(take_inventory(engine_after_three_reruns())))
     assert document["images"][0]["id"] == "sha256:new"
     mid = document["images"][1]
     assert (
@@ -229,7 +230,7 @@ def test_a_dry_run_lists_the_same_and_removes_nothing() -> None:
     assert engine.images == before
     real = clean(engine, CleanRequest(), now=NOW)
     assert [r.record.image_id for r in dry.removed] == [r.record.image_id for r in real.removed]
-    assert inventory.clean_lines(dry)[0].startswith("would remove ")
+    assert inventory_report.clean_lines(dry)[0].startswith("would remove ")
 
 
 def test_clean_all_removes_every_envrepro_image_and_cache_but_never_a_foreign_one() -> None:
@@ -263,7 +264,7 @@ def test_an_image_a_container_uses_is_kept_and_said_why() -> None:
     result = clean(engine, CleanRequest(), now=NOW)
     assert "sha256:mid" in ids(engine) and "sha256:builder-d2" in ids(engine)
     assert [(k.record.image_id, k.reason) for k in result.kept] == [("sha256:mid", "a container uses it")]
-    assert any(line.startswith("kept envrepro:d2d2d2d2d2d2") for line in inventory.clean_lines(result))
+    assert any(line.startswith("kept envrepro:d2d2d2d2d2d2") for line in inventory_report.clean_lines(result))
 
 
 def test_a_replaced_image_with_a_tag_the_user_gave_is_kept_unless_all() -> None:
@@ -274,6 +275,104 @@ def test_a_replaced_image_with_a_tag_the_user_gave_is_kept_unless_all() -> None:
     assert "team/model:v1" in result.kept[0].reason
     clean(engine, CleanRequest(everything=True), now=NOW)
     assert "team/model:v1" not in engine.images
+
+
+# --- what bisect leaves: variants kept with --keep, files images, a builder stage FROM a build -----------
+
+
+def derived(engine: FakeEngine, image_id: str, tag: str, of: str, labels: dict[str, str], age_days: float,
+            size: int = 2_900_000_000) -> None:  # fmt: skip
+    """An image FROM the envrepro image `of`: it inherits that image's labels, as the engine gives them."""
+    parent = next(info for info in engine.images.values() if info.image_id == of)
+    engine.images[tag] = ImageInfo(image_id, size, (tag,), {**parent.labels, **labels}, ())
+    engine.created_at[image_id] = NOW - age_days * DAY
+
+
+def files_image(engine: FakeEngine, image_id: str, tag: str, age_days: float) -> None:
+    """A files image (FROM scratch): its own label only."""
+    engine.images[tag] = ImageInfo(image_id, 1_100_000_000, (tag,), {VARIANT_FILES_LABEL: tag}, ())
+    engine.created_at[image_id] = NOW - age_days * DAY
+
+
+def engine_after_bisects() -> FakeEngine:
+    """Three reruns, then bisect of the current and of the replaced build, both with --keep, and one variant
+    whose image was removed since; two files images, one of them a month old."""
+    engine = engine_after_three_reruns()
+    for image_id, of in (("sha256:v-new", "sha256:new"), ("sha256:v-mid", "sha256:mid")):
+        labels = {VARIANT_OF_LABEL: of, VARIANT_FILES_LABEL: "envrepro-variant-files:f1"}
+        derived(engine, image_id, f"envrepro-variant:{image_id[-3:]}", of, labels, age_days=0.5)
+    derived(engine, "sha256:v-gone", "envrepro-variant:gone", "sha256:other",
+            {VARIANT_OF_LABEL: "sha256:removed-since"}, age_days=3)  # fmt: skip
+    files_image(engine, "sha256:f1", "envrepro-variant-files:f1", age_days=0.5)
+    files_image(engine, "sha256:f2", "envrepro-variant-files:f2", age_days=30)
+    return engine
+
+
+def test_images_lists_what_bisect_left_apart_from_the_builds() -> None:
+    found = take_inventory(engine_after_bisects())
+    assert [image.record.image_id for image in found.images] == [
+        "sha256:new", "sha256:mid", "sha256:old", "sha256:other"]  # fmt: skip
+    assert not any(image.replaced_by for image in found.images if image.record.image_id == "sha256:new")
+    by_id = {image.record.image_id: image for image in found.bisect}
+    assert set(by_id) == {"sha256:v-new", "sha256:v-mid", "sha256:v-gone", "sha256:f1", "sha256:f2"}
+    assert by_id["sha256:v-new"].kind == "variant" and by_id["sha256:v-new"].variant_of == "sha256:new"
+    assert by_id["sha256:v-gone"].orphaned and not by_id["sha256:v-new"].orphaned
+    assert by_id["sha256:f1"].kind == "files" and by_id["sha256:f1"].variant_of is None
+    summary = inventory_report.bisect_summary(found)
+    assert summary == "bisect: 3 variant(s) kept, 2 files image(s) (its cache), 10.9 GB"
+    document = json.loads(inventory_report.inventory_json(found))
+    assert {entry["id"]: entry["kind"] for entry in document["bisect"]}["sha256:f2"] == "files"
+
+
+def test_a_builder_stage_from_a_build_left_behind_does_not_make_the_build_replaced() -> None:
+    """A files image's builder stage is FROM the build, so it has the build's snapshot labels and is newer:
+    left behind (bisect stopped between the build and its removal), it was listed as the newer build of
+    that snapshot file, and `clean` removed the build it came from."""
+    engine = engine_after_three_reruns()
+    derived(engine, "sha256:stage", "sha256:stage", "sha256:other",
+            {"io.envrepro.stage": "builder", "io.envrepro.variant.builder": "envrepro-variant-files:f1"},
+            age_days=0.1)  # fmt: skip
+    found = take_inventory(engine)
+    assert "sha256:stage" not in {image.record.image_id for image in found.images}
+    assert not next(image for image in found.images if image.record.image_id == "sha256:other").replaced
+    removed = {r.record.image_id for r in clean(engine, CleanRequest(), now=NOW).removed}
+    assert "sha256:other" not in removed
+    assert "sha256:stage" in removed  # an orphaned builder cache, as before
+
+
+def test_clean_removes_the_variants_of_images_that_go_and_keeps_bisects_files_cache() -> None:
+    engine = engine_after_bisects()
+    result = clean(engine, CleanRequest(), now=NOW)
+    removed = [r.record.image_id for r in result.removed]
+    assert {"sha256:v-mid", "sha256:v-gone"} <= set(removed)  # FROM a replaced build; FROM one gone
+    assert removed.index("sha256:v-mid") < removed.index("sha256:mid")  # a variant goes before its image
+    assert {"sha256:v-new", "sha256:f1", "sha256:f2", "sha256:new"} <= ids(engine)
+    lines = inventory_report.clean_lines(result)
+    assert "removed bisect variant envrepro-variant:mid (2.9 GB)" in lines
+
+
+def test_clean_all_removes_what_bisect_left_too() -> None:
+    engine = engine_after_bisects()
+    clean(engine, CleanRequest(everything=True), now=NOW)
+    assert ids(engine) == {"sha256:python", "sha256:app"}
+
+
+def test_older_than_removes_bisects_files_images_that_old() -> None:
+    engine = engine_after_bisects()
+    result = clean(engine, CleanRequest(older_than=timedelta(days=7)), now=NOW)
+    removed = {r.record.image_id for r in result.removed}
+    assert "sha256:f2" in removed and "sha256:f1" not in removed
+    assert "removed bisect files envrepro-variant-files:f2 (1.1 GB)" in inventory_report.clean_lines(result)
+
+
+def test_a_variant_a_container_uses_is_kept_and_said_why() -> None:
+    engine = engine_after_bisects()
+    engine.container_images["debugging"] = "sha256:v-gone"
+    result = clean(engine, CleanRequest(), now=NOW)
+    assert "sha256:v-gone" in ids(engine)
+    assert ("sha256:v-gone", "a container uses it") in [(k.record.image_id, k.reason) for k in result.kept]
+    lines = inventory_report.clean_lines(result)
+    assert any(line.startswith("kept bisect variant envrepro-variant:gone") for line in lines)
 
 
 # --- a rebuild of the same snapshot file leaves one tag ---------------------------------------------------
