@@ -11,7 +11,15 @@ from typing import Literal
 
 from envrepro import runner, snapshot
 from envrepro.context import context_tar, write_context
-from envrepro.engine_api import BuildOptions, ContainerEngine, OnEvent, OnProgress, ProgressEvent, StageEvent
+from envrepro.engine_api import (
+    BuildOptions,
+    ContainerEngine,
+    OnEvent,
+    OnProgress,
+    ProgressEvent,
+    StageEvent,
+    build_image,
+)
 from envrepro.errors import EngineError, InputFileError, PlatformUnavailableError
 from envrepro.inventory import PATH_LABEL, retire_replaced, with_snapshot_path
 from envrepro.lock import LockIn, compute_lock, host_build_secrets
@@ -85,7 +93,7 @@ def build(
     tag = default_image_tag(snap.digest())
     report(StageEvent("build", f"building {tag}"))
     options = BuildOptions(on_event, report, no_cache=request.no_cache, platform=target.platform)
-    image = live.build(context_tar(ctx), tag=tag, options=options)
+    image = build_image(live, context_tar(ctx), tag=tag, options=options)
     return replace(result, image=_finish_tags(live, image, request.tag, target))
 
 

@@ -6,6 +6,7 @@ engine.py implements the interface against a real engine with the Docker SDK; no
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
@@ -240,3 +241,33 @@ class BuildStream:
         if self.error and (not tail or self.error not in tail[-1]):
             tail.append(self.error)
         return BuildFailedError(self.instruction or "(before the first step)", self.step, tail)
+
+
+# --- a build again, when another build on a shared engine took an image away mid-probe ----------------
+
+# The legacy builder looks for a cached step among the children of the step before; when another build
+# removes such a child meanwhile, this build fails: 'unable to find image "sha256:..."'. Nothing was wrong
+# with it: building again, from the cache that is left, succeeds.
+_LOST_CACHE_IMAGE = re.compile(r'unable to find image "?sha256:[0-9a-f]{12,64}"?')
+CACHE_RACE_RETRIES = 2
+_log = logging.getLogger(__name__)
+
+
+def build_image(
+    engine: ContainerEngine, context_tar: bytes, *, tag: str, options: BuildOptions = DEFAULT_BUILD
+) -> BuiltImage:
+    """`engine.build`, built again (at most CACHE_RACE_RETRIES times) when the failure is that race."""
+    attempt = 0
+    while True:
+        try:
+            return engine.build(context_tar, tag=tag, options=options)
+        except BuildFailedError as exc:
+            if attempt >= CACHE_RACE_RETRIES or not lost_cache_image(exc):
+                raise
+            attempt += 1
+            why = "an image the engine's cache pointed to was removed by another build meanwhile"
+            _log.warning("build %s: %s; building again (%d of %d)", tag, why, attempt, CACHE_RACE_RETRIES)
+
+
+def lost_cache_image(failure: BuildFailedError) -> bool:
+    return any(_LOST_CACHE_IMAGE.search(line) for line in (*failure.log_tail, str(failure)))

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from envrepro.context import context_tar, write_context
-from envrepro.engine_api import ContainerEngine
+from envrepro.engine_api import ContainerEngine, build_image
 from envrepro.errors import LockError, UnsafeValueError
 from envrepro.fsutil import write_atomic
 from envrepro.grammar import distribution_name, shown
@@ -254,7 +254,7 @@ def _build_files(engine: ContainerEngine, image: str, plan: VariantPlan, secrets
 
 def _build(engine: ContainerEngine, rendered: Rendered, secrets: BuildSecrets, tag: str) -> None:
     ctx = write_context(rendered, secrets, cache_dir() / tag.replace(":", "-"))
-    engine.build(context_tar(ctx), tag=tag)
+    build_image(engine, context_tar(ctx), tag=tag)
 
 
 def default_locker(secrets: BuildSecrets) -> Locker:
