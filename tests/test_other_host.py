@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import BASE_IMAGE, CPU_TAG, CliResult, _require, _run_cli
+from conftest import _SESSION_IMAGES, BASE_IMAGE, CPU_TAG, CliResult, _require, _run_cli
 
 sys.path.insert(0, str(Path(__file__).parent / "support"))
 
 from other_host import HOST_IMAGE, WORK, OtherHost, build_wheel, other_host
-from owned import LOCK_FILE, LOCKS, keep_lock
+from owned import LOCK_FILE, LOCKS, keep_lock, own_tag
 
 from envrepro import snapshot
 from envrepro.engine import DockerEngine
@@ -29,16 +29,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 # Both cases need the lock resolved in a container of the image (branch `lockrun`): before it, envrepro on
 # Python 3.13 refuses with "the lock must be computed for Python 3.11.2 ... but envrepro runs on Python 3.13".
-# (test environment fixture, its models fixture, the model, the image tag, a pin only the image's lock has,
+# (test environment fixture, its models fixture, the model, the image's name (this session's tag of it; the
+# name alone is the cache tag that keeps its layers for the next run), a pin only the image's lock has,
 # the name its lock is kept under between runs or None: resolved cold in the image every run)
 # TF 2.15.1 is the case only a lock resolved for the image can build: it resolves cold each run (~2-3 min,
 # TensorFlow's wheels through the proxy). TF 2.21's lock is the same work again, so a warm run reuses the
 # lock an earlier run resolved in the image, as a user's rebuild in place does: envrepro takes it only
 # when the digest of its inputs (pins, the image's Python and platform) is the one it computes now.
 CASES = {
-    "tf-2.21.0": ("tf_python", "tf_models", "cnn.keras", "envrepro-test/other-host:tf221", "tensorflow",
+    "tf-2.21.0": ("tf_python", "tf_models", "cnn.keras", "tf221", "tensorflow",
                   "other-host-tf221"),
-    "tf-2.15.1": ("tf215_python", "tf215_models", "dense.h5", "envrepro-test/other-host:tf215",
+    "tf-2.15.1": ("tf215_python", "tf215_models", "dense.h5", "tf215",
                   "tensorflow-cpu==2.15.1", None),
 }  # fmt: skip
 
@@ -63,7 +64,8 @@ def test_the_other_host_runs_another_python(host: OtherHost) -> None:
 def test_build_and_parity_from_another_python(
     case: str, host: OtherHost, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    python_fixture, models_fixture, model_name, tag, pin, kept = CASES[case]
+    python_fixture, models_fixture, model_name, name, pin, kept = CASES[case]
+    tag = own_tag("envrepro-test/other-host", name)  # another session's build never lands on it
     python: Path = request.getfixturevalue(python_fixture)
     model: Path = request.getfixturevalue(models_fixture) / model_name
     snap = tmp_path / "snap" / "envrepro.lock.json"
@@ -82,6 +84,8 @@ def test_build_and_parity_from_another_python(
         "--out", f"{there}/build", "--tag", tag, "--target", "cpu",
     )  # fmt: skip
     assert built.exit_code == 0, built.output
+    _SESSION_IMAGES[0].built(tag)  # its tags (this one, `envrepro:<digest>`) go at the session's end
+    _SESSION_IMAGES[0].share_cache(tag, f"envrepro-test/other-host:{name}")
     locked = host.run("sh", "-c", f"cat {there}/build/{LOCK_FILE}")
     assert pin in locked.output
     if kept_lock is not None:
