@@ -193,6 +193,9 @@ def images_cmd(fmt: str) -> int:
     out.print(inventory_report.images_table(found))
     out.print(inventory_report.builders_summary(found), markup=False)
     out.print(inventory_report.bisect_summary(found), markup=False)
+    left = inventory_report.left_behind_summary(found)
+    if left:
+        out.print(left, markup=False)
     return EXIT_OK
 
 

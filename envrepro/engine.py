@@ -15,14 +15,16 @@ import io
 import json
 import logging
 import os
+import re
 from collections.abc import Generator, Iterable, Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 from envrepro import connect  # before the SDK: paramiko loads only for ssh:// (ssh_deferred.py)
 
 # isort: split
 import requests
-from docker.errors import APIError, ImageNotFound
+from docker.errors import APIError, ImageNotFound, NotFound
 
 from envrepro.engine_api import (
     DEFAULT_BUILD,
@@ -30,6 +32,7 @@ from envrepro.engine_api import (
     RUN_LABEL,
     BuildOptions,
     BuildStream,
+    ContainerRecord,
     ContainerSpec,
     EngineFacts,
     ImageInfo,
@@ -207,13 +210,35 @@ class DockerEngine:
             raise EngineError("list images", _short(exc)) from exc
         return [_image_record(row) for row in rows]
 
-    def images_used_by_containers(self) -> frozenset[str]:
-        """IDs of the images any container (running or stopped) was created from."""
+    def images_used_by_containers(self, excluding: frozenset[str] = frozenset()) -> frozenset[str]:
+        """IDs of the images any container (running or stopped) but those `excluding` was created from."""
         try:
             rows: list[dict[str, Any]] = self.api.containers(all=True)
         except APIError as exc:
             raise EngineError("list containers", _short(exc)) from exc
-        return frozenset(str(row.get("ImageID", "")) for row in rows if row.get("ImageID"))
+        used = (row for row in rows if str(row.get("Id", "")) not in excluding)
+        return frozenset(str(row.get("ImageID", "")) for row in used if row.get("ImageID"))
+
+    def list_containers(self, label: str) -> list[ContainerRecord]:
+        """Containers (any state) that carry `label`; for one that has ended, when (one inspect each)."""
+        try:
+            rows: list[dict[str, Any]] = self.api.containers(all=True, filters={"label": label})
+        except APIError as exc:
+            raise EngineError("list containers", _short(exc)) from exc
+        records = []
+        for row in rows:
+            state, finished = str(row.get("State", "")), None
+            if state in ("exited", "dead"):
+                try:
+                    finished = _epoch(self.api.inspect_container(row["Id"])["State"].get("FinishedAt", ""))
+                except NotFound:  # removed since the listing: nothing left to clean
+                    continue
+                except APIError as exc:
+                    raise EngineError(f"inspect the container {str(row['Id'])[:12]}", _short(exc)) from exc
+            records.append(ContainerRecord(str(row["Id"]), str(row.get("ImageID", "")), state,
+                                           dict(row.get("Labels") or {}), float(row.get("Created", 0)),
+                                           finished))  # fmt: skip
+        return records
 
     def delete_image(self, ref: str, *, prune: bool = True) -> None:
         """`docker rmi REF` without force: the engine refuses while a container or child image needs it.
@@ -292,3 +317,13 @@ def _close(messages: Iterable[Any]) -> None:
 def _short(exc: BaseException) -> str:
     text = str(getattr(exc, "explanation", None) or exc)
     return redact_text(text.strip().splitlines()[-1] if text.strip() else type(exc).__name__)
+
+
+def _epoch(timestamp: str) -> float | None:
+    """The engine's RFC 3339 time (nanoseconds, `Z`) in seconds since the epoch; None for its zero time."""
+    found = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", timestamp)
+    if found is None or found.group(1).startswith("0001-"):
+        return None
+    zone = "+00:00" if found.group(3) == "Z" else found.group(3)
+    moment = datetime.fromisoformat(found.group(1) + zone)
+    return moment.timestamp() + float("0." + (found.group(2) or "0"))

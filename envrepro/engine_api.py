@@ -115,6 +115,18 @@ class ImageRecord:
 
 
 @dataclass(frozen=True)
+class ContainerRecord:
+    """One container as a listing shows it: what `envrepro clean` looks at for runs left behind."""
+
+    container_id: str
+    image_id: str
+    state: str  # the engine's: created, running, paused, restarting, removing, exited, dead
+    labels: Mapping[str, str]
+    created: float  # seconds since the epoch
+    finished: float | None  # exited or dead: when (seconds since the epoch)
+
+
+@dataclass(frozen=True)
 class EngineFacts:
     """What the engine says about itself (`docker version` + `docker info`), for `envrepro doctor`."""
 
@@ -172,7 +184,9 @@ class ContainerEngine(Protocol):
 
     def list_images(self, label: str) -> list[ImageRecord]: ...
 
-    def images_used_by_containers(self) -> frozenset[str]: ...
+    def images_used_by_containers(self, excluding: frozenset[str] = frozenset()) -> frozenset[str]: ...
+
+    def list_containers(self, label: str) -> list[ContainerRecord]: ...
 
     def delete_image(self, ref: str, *, prune: bool = True) -> None: ...
 

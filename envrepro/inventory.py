@@ -23,7 +23,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from envrepro.engine_api import ContainerEngine, ImageRecord
+from envrepro.engine_api import RUN_LABEL, ContainerEngine, ContainerRecord, ImageRecord
 from envrepro.errors import DurationError, ImageInUseError
 from envrepro.target import BuiltImage, Target
 
@@ -40,6 +40,10 @@ VARIANT_OF_LABEL = "io.envrepro.variant.of"
 VARIANT_FILES_LABEL = "io.envrepro.variant.files"  # a files image (and a variant built from one)
 STAGE_LABEL = "io.envrepro.stage"  # "builder": a builder stage's image, a build's or a files image's
 
+# A container of an envrepro run that was not removed (the process was killed with SIGKILL, the machine
+# went down): stopped this long ago, it belongs to no live run (parity reads a container's output at once).
+LEFT_BEHIND_S = 600.0
+NEVER_STARTED_S = 3600.0  # created, never started: a live run starts its container right after creating it
 _DURATION = re.compile(r"([1-9][0-9]{0,5})([mhdw])")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -76,6 +80,7 @@ class Inventory:
     images: tuple[EnvreproImage, ...]  # newest first
     builders: tuple[BuilderCache, ...]  # newest first
     bisect: tuple[BisectImage, ...] = ()  # newest first
+    left_behind: tuple[ContainerRecord, ...] = ()  # stopped containers of envrepro runs, oldest first
 
 
 @dataclass(frozen=True)
@@ -111,17 +116,33 @@ class BisectImage:
     in_use: bool
 
 
-def take_inventory(engine: ContainerEngine) -> Inventory:
-    """Every final image, builder-stage image and bisect image envrepro's labels mark on this engine."""
+def take_inventory(engine: ContainerEngine, now: float | None = None) -> Inventory:
+    """Every final image, builder-stage image and bisect image envrepro's labels mark on this engine, and
+    the containers its runs left behind. An image only those containers use is not "in use": `clean`
+    removes them first."""
+    left = left_behind(engine, time.time() if now is None else now)
     labelled = engine.list_images(DIGEST_LABEL)
     records = _newest_first([record for record in labelled if _is_build(record)])
-    in_use = engine.images_used_by_containers()
+    in_use = engine.images_used_by_containers(frozenset(c.container_id for c in left))
     images = tuple(_image(record, records, in_use) for record in records)
     builders = tuple(
         BuilderCache(record, record.labels.get(BUILDER_DIGEST_LABEL, ""), record.image_id in in_use)
         for record in _newest_first(engine.list_images(BUILDER_LABEL))
     )
-    return Inventory(images, builders, _bisect_images(engine, in_use))
+    return Inventory(images, builders, _bisect_images(engine, in_use), left)
+
+
+def left_behind(engine: ContainerEngine, now: float) -> tuple[ContainerRecord, ...]:
+    """Containers envrepro runs label (`io.envrepro.run`) that ended LEFT_BEHIND_S ago or more, or were
+    created NEVER_STARTED_S ago and never started: what a killed run leaves. Running ones never."""
+
+    def left(container: ContainerRecord) -> bool:
+        if container.state in ("exited", "dead"):
+            return now - (container.finished or container.created) >= LEFT_BEHIND_S
+        return container.state == "created" and now - container.created >= NEVER_STARTED_S
+
+    found = [container for container in engine.list_containers(RUN_LABEL) if left(container)]
+    return tuple(sorted(found, key=lambda c: (c.created, c.container_id)))
 
 
 def _is_build(record: ImageRecord) -> bool:
@@ -225,13 +246,18 @@ class CleanResult:
     removed: tuple[Selected, ...]  # in a dry run: what would be removed
     kept: tuple[Selected, ...]  # selected, but not removed, and why
     dry_run: bool
+    containers: tuple[ContainerRecord, ...] = ()  # left behind by killed runs: removed (or would be)
 
 
 def clean(engine: ContainerEngine, request: CleanRequest, now: float | None = None) -> CleanResult:
     """Remove what `plan_clean` selects (nothing in a dry run); the engine refuses what is in use."""
-    removals, kept = plan_clean(take_inventory(engine), request, time.time() if now is None else now)
+    now = time.time() if now is None else now
+    found = take_inventory(engine, now)
+    removals, kept = plan_clean(found, request, now)
     if request.dry_run:
-        return CleanResult(tuple(removals), tuple(kept), dry_run=True)
+        return CleanResult(tuple(removals), tuple(kept), dry_run=True, containers=found.left_behind)
+    for container in found.left_behind:  # first: the images they were created from can go then
+        engine.remove_container(container.container_id)
     done: list[Selected] = []
     for removal in removals:
         try:
@@ -239,7 +265,7 @@ def clean(engine: ContainerEngine, request: CleanRequest, now: float | None = No
             done.append(removal)
         except ImageInUseError as exc:
             kept.append(replace(removal, reason=exc.reason))
-    return CleanResult(tuple(done), tuple(kept), dry_run=False)
+    return CleanResult(tuple(done), tuple(kept), dry_run=False, containers=found.left_behind)
 
 
 def _remove(engine: ContainerEngine, record: ImageRecord) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.table import Table
 
-from envrepro.engine_api import ImageRecord
+from envrepro.engine_api import RUN_ID_LABEL, RUN_LABEL, ContainerRecord, ImageRecord
 from envrepro.inventory import BisectImage, CleanResult, EnvreproImage, Inventory
 
 
@@ -59,6 +59,7 @@ def inventory_json(inventory: Inventory) -> str:
             for cache in inventory.builders
         ],
         "bisect": [_bisect_json(image) for image in inventory.bisect],
+        "left_behind": [_container_json(container) for container in inventory.left_behind],
     }
     return json.dumps(document, indent=2)
 
@@ -85,8 +86,24 @@ def _bisect_json(image: BisectImage) -> dict[str, Any]:
     }
 
 
+def _container_json(container: ContainerRecord) -> dict[str, Any]:
+    return {
+        "id": container.container_id,
+        "image_id": container.image_id,
+        "run": container.labels.get(RUN_LABEL, ""),
+        "run_id": container.labels.get(RUN_ID_LABEL),
+        "state": container.state,
+        "created": _iso(container.created),
+        "finished": None if container.finished is None else _iso(container.finished),
+    }
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
 def _record_json(record: ImageRecord) -> dict[str, Any]:
-    created = datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    created = _iso(record.created)
     return {
         "id": record.image_id,
         "tags": list(record.tags),
@@ -95,10 +112,30 @@ def _record_json(record: ImageRecord) -> dict[str, Any]:
     }
 
 
-def clean_lines(result: CleanResult) -> list[str]:
-    """One line per image removed (or that a dry run would remove) and per image kept, and a total."""
+def left_behind_summary(inventory: Inventory, now: float | None = None) -> str | None:
+    """A line when runs left stopped containers (and their volumes) behind; None when they left none."""
+    if not inventory.left_behind:
+        return None
+    now = time.time() if now is None else now
+    oldest = human_age(now - inventory.left_behind[0].created)
+    count = len(inventory.left_behind)
+    return f"left behind by killed runs: {count} container(s), oldest {oldest}; `envrepro clean`"
+
+
+def _container_line(verb: str, container: ContainerRecord, now: float) -> str:
+    run = container.labels.get(RUN_LABEL, "")
+    ended = human_age(now - (container.finished or container.created))
+    short = container.container_id[:12]
+    return f"{verb} container {short} of a killed {run} run ({container.state} {ended})"
+
+
+def clean_lines(result: CleanResult, now: float | None = None) -> list[str]:
+    """One line per container a killed run left and per image removed (or that a dry run would remove),
+    one per image kept, and a total."""
+    now = time.time() if now is None else now
     verb = "would remove" if result.dry_run else "removed"
-    lines = [f"{verb} {_describe(removal.kind, removal.record)}" for removal in result.removed]
+    lines = [_container_line(verb, container, now) for container in result.containers]
+    lines += [f"{verb} {_describe(removal.kind, removal.record)}" for removal in result.removed]
     lines += [f"kept {_describe(kept.kind, kept.record)}: {kept.reason}" for kept in result.kept]
     total = human_size(sum(removal.record.size_bytes for removal in result.removed))
     return [

@@ -28,6 +28,7 @@ from envrepro.engine_api import (
     DEFAULT_DOCKER_HOST,
     BuildOptions,
     BuildStream,
+    ContainerRecord,
     ContainerSpec,
     EngineFacts,
     ImageInfo,
@@ -82,6 +83,7 @@ class FakeEngine:
     # image ID of a dangling image.
     created_at: dict[str, float] = field(default_factory=dict)  # image ID -> epoch seconds
     container_images: dict[str, str] = field(default_factory=dict)  # container ID -> its image ID
+    listed: dict[str, ContainerRecord] = field(default_factory=dict)  # what list_containers shows
     facts: EngineFacts = field(
         default_factory=lambda: EngineFacts(
             DEFAULT_DOCKER_HOST, "27.5.1", "1.47", "linux", "x86_64", "Debian", "overlay2", "/var/lib/docker"
@@ -170,6 +172,8 @@ class FakeEngine:
             yield data[start : start + 64 * 1024]
 
     def remove_container(self, container: str) -> None:
+        self.listed.pop(container, None)
+        self.container_images.pop(container, None)
         state = self.containers.pop(container, None)
         if state is not None:
             state.removed = True
@@ -197,8 +201,12 @@ class FakeEngine:
         tags = tuple(sorted(ref for ref in refs if ref != image_id))
         return ImageRecord(image_id, tags, info.labels, info.size_bytes, self.created_at.get(image_id, 0.0))
 
-    def images_used_by_containers(self) -> frozenset[str]:
-        return frozenset(self.container_images.values())
+    def images_used_by_containers(self, excluding: frozenset[str] = frozenset()) -> frozenset[str]:
+        return frozenset(image for c, image in self.container_images.items() if c not in excluding)
+
+    def list_containers(self, label: str) -> list[ContainerRecord]:
+        key, _, value = label.partition("=")
+        return [c for c in self.listed.values() if key in c.labels and (not value or c.labels[key] == value)]
 
     def delete_image(self, ref: str, *, prune: bool = True) -> None:
         info = self.images.get(ref)
