@@ -14,12 +14,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import CASES
+from conftest import CASES, RUN_ID
 from rich.console import Console
 from support.fake_engine import FakeEngine
 
 from envrepro import inventory, inventory_report, snapshot
-from envrepro.engine_api import ImageInfo
+from envrepro.engine_api import RUN_ID_LABEL, ContainerRecord, ImageInfo
 from envrepro.errors import DurationError
 from envrepro.inventory import (
     BUILDER_DIGEST_LABEL,
@@ -436,6 +436,12 @@ class OwnImages:
         records = self.engine.list_images(label)  # type: ignore[attr-defined]
         mine = lambda r: {r.labels.get(DIGEST_LABEL), r.labels.get(BUILDER_DIGEST_LABEL)} & self.digests  # noqa: E731
         return [record for record in records if mine(record)]
+
+    def list_containers(self, label: str) -> list[ContainerRecord]:
+        """Only this session's: `clean` removes the containers killed runs left, and those of another run
+        are not ours to remove (the first version of this test removed one)."""
+        found: list[ContainerRecord] = self.engine.list_containers(label)  # type: ignore[attr-defined]
+        return [c for c in found if c.labels.get(RUN_ID_LABEL) == RUN_ID]
 
 
 @pytest.mark.integration
