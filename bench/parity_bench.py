@@ -39,6 +39,13 @@ start of each run; tf-2.21 CPU image, cnn.keras, 1,000 inputs), three runs of 9,
   the same ~0.3 s of fixed cost is a larger share: in the container 2.86 s vs 2.67 s (+0.19 s: the
   probe's own work beside the model), around it 0.43 s vs 0.29 s (+0.14 s: the Python client). So the
   goal is met only when the image itself is slow to start, and is not met here.
+  Re-measured 2026-12-07 12:55 UTC (5 rounds): (a) 0.99 MET; (b) 1.13 (1.09-1.18) NOT MET; (c) A 3.91 s in
+  the container and 0.50 s around it, B 3.62 s and 0.13 s. Not the container's options: `docker run` with
+  envrepro's limits (--cpus 2, --memory 4g, --pids-limit, --read-only, --cap-drop ALL, no-new-privileges,
+  uid 10001) against plain, 10 interleaved pairs: 0.99. Not the probe's own code: run by hand with bind
+  mounts it took 3.34 s against the bare script's 3.23 s (its imports before TF, 86 ms, are mostly TF's
+  own). Left: the archive uploads (put_archive 0.16 s for two), the Python client's start (0.27 s) and
+  what runs beside TF's import on two cores (the host's reading and NumPy import, the engine's extract).
   What this change took off the way: the container now starts before the training side is read
   (runner.launched_probe: with --image, only the probe goes in; its arguments and files follow once
   checked, `go` last) and `import envrepro.cli` no longer loads pydantic, the Snapshot models and the
