@@ -117,8 +117,8 @@ def bisect_table(report: BisectReport) -> RenderableType:
     table.add_column("parity", no_wrap=True)
     for number, trial in enumerate(report.trials, 1):
         measured = _number(trial.max_abs_error) if trial.outcome != "not-run" else "—"
-        table.add_row(str(number), trial.changed + (f" ({trial.note})" if trial.note else ""),
-                      "yes" if trial.built else "no", measured, trial.outcome)  # fmt: skip
+        changed = Text(trial.changed + (f" ({trial.note})" if trial.note else ""))  # never rich markup
+        table.add_row(str(number), changed, "yes" if trial.built else "no", measured, trial.outcome)
     title = Text(f"bisect — {report.model} in {report.image}: {len(report.groups)} groups differ, "
                  f"{report.builds} builds (--max-builds {report.max_builds})")  # fmt: skip
     style = "bold green" if report.verdict in ("pass", "cause") else "bold red"

@@ -9,8 +9,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from envrepro.engine_api import RUN_ID_LABEL, RUN_LABEL, ContainerRecord, ImageRecord
+from envrepro.grammar import one_line
 from envrepro.inventory import BisectImage, CleanResult, EnvreproImage, Inventory
 
 
@@ -22,14 +24,17 @@ def images_table(inventory: Inventory, now: float | None = None) -> Table:
         table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
     table.add_column("STATUS", overflow="fold")
     for image in inventory.images:
-        snapshot = "\n".join(filter(None, (image.digest[:12], image.snapshot_file)))
-        table.add_row(
+        # Labels are anyone's to set (`docker build --label`): shown escaped (no terminal controls) and as
+        # plain text, never as rich markup (`[/]` in a label made the table raise).
+        snapshot = "\n".join(one_line(v) for v in (image.digest[:12], image.snapshot_file or "") if v)
+        cells = (
             "\n".join(image.record.tags) or "<none>",
             snapshot,
             human_size(image.record.size_bytes),
             human_age(now - image.record.created),
             "\n".join(_status(image)),
         )
+        table.add_row(*(Text(cell) for cell in cells))
     return table
 
 
@@ -123,7 +128,7 @@ def left_behind_summary(inventory: Inventory, now: float | None = None) -> str |
 
 
 def _container_line(verb: str, container: ContainerRecord, now: float) -> str:
-    run = container.labels.get(RUN_LABEL, "")
+    run = one_line(container.labels.get(RUN_LABEL, "")[:40])
     ended = human_age(now - (container.finished or container.created))
     short = container.container_id[:12]
     return f"{verb} container {short} of a killed {run} run ({container.state} {ended})"

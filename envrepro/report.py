@@ -188,7 +188,7 @@ def _verdicts_table(outputs: Sequence[OutputResult]) -> Table:
     table.add_column("result", no_wrap=True)
     for index, out in enumerate(outputs, 1):
         verdict = Text("pass", style="green") if out.passed else Text("FAIL", style="red")
-        table.add_row(str(index), out.name, "x".join(map(str, out.candidate_shape)), verdict)
+        table.add_row(str(index), Text(out.name), "x".join(map(str, out.candidate_shape)), verdict)
     return table
 
 
@@ -324,7 +324,7 @@ def _group_table(group: str, rows: Sequence[Difference]) -> list[RenderableType]
     for index, column in enumerate(("what", "A", "B", "why")):
         table.add_column(column, overflow="fold", min_width=_longest_word([c[index] for c in cells]))
     for row in cells:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))  # a snapshot's free text is never rich markup
     return [table, *(Text(f"[{number}] {why}", style="dim") for number, why in enumerate(notes, 1))]
 
 
