@@ -85,7 +85,7 @@ def snapshot_cmd(*, python: str | None, output: Path, show: bool, **probe: Any) 
         snap = introspect.take_snapshot(request, output)
     if show:
         out.print(report.snapshot_summary(snap, str(output)))
-    err.print(_written(snap, output))
+    err.print(_written(snap, output), markup=False)  # a path is never rich markup
     return EXIT_OK
 
 
@@ -132,7 +132,8 @@ def _print_build(result: BuildResult, display: Display) -> None:
         display.note(f"wrote {result.out_dir / path}")
     if result.image is not None:
         size = result.image.size_bytes / 1e6
-        out.print(f"image {result.image.image_id} ({size:,.0f} MB) tagged {', '.join(result.image.tags)}")
+        out.print(f"image {result.image.image_id} ({size:,.0f} MB) tagged {', '.join(result.image.tags)}",
+                  markup=False)  # fmt: skip
 
 
 @cli.command("diff")

@@ -100,6 +100,17 @@ def test_a_plain_environment_is_a_cpu_snapshot_without_tensorflow(cli, plain_pyt
     assert {d.key for d in env.distributions} >= {"pip"}
 
 
+def test_an_output_path_with_brackets_is_written_and_named_as_it_is(cli, plain_python, tmp_path):
+    """`[/]` in the output's path made the `wrote ...` line raise rich's MarkupError after the file was
+    written (a traceback, and exit 1 from a run that had worked)."""
+    out = tmp_path / "run[" / "]" / "s.json"  # the path holds `[/]`
+    out.parent.mkdir(parents=True)
+    result = cli("snapshot", "--python", str(plain_python), "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert "run[/]" in "".join(result.stderr.split())  # named as it is (the console may wrap the line)
+    assert "Traceback" not in result.stderr and out.is_file()
+
+
 def test_the_active_virtualenv_is_the_default_target(cli, plain_python, tmp_path, monkeypatch):
     monkeypatch.setenv("VIRTUAL_ENV", str(plain_python.parent.parent))
     out = tmp_path / "s.json"
