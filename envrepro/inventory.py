@@ -159,7 +159,8 @@ def _bisect_images(engine: ContainerEngine, in_use: frozenset[str]) -> tuple[Bis
         for record in engine.list_images(VARIANT_FILES_LABEL)
         if record.image_id not in variant_ids and STAGE_LABEL not in record.labels
     ]
-    present = {record.image_id for record in engine.list_images(DIGEST_LABEL)}
+    sources = {record.labels[VARIANT_OF_LABEL] for record in variants}  # bisect takes any image: ask
+    present = {source for source in sources if engine.image_exists(source)}
     found = [
         BisectImage(record, "variant", record.labels[VARIANT_OF_LABEL],
                     record.labels[VARIANT_OF_LABEL] not in present, record.image_id in in_use)

@@ -351,6 +351,21 @@ def test_clean_removes_the_variants_of_images_that_go_and_keeps_bisects_files_ca
     assert "removed bisect variant envrepro-variant:mid (2.9 GB)" in lines
 
 
+def test_a_variant_of_an_image_envrepro_did_not_build_is_not_orphaned_while_that_image_is_there() -> None:
+    """bisect takes any image (--image): the variant's source need not carry envrepro's labels."""
+    engine = engine_after_bisects()
+    engine.images["team/app:1"] = ImageInfo("sha256:app1", 1, ("team/app:1",), {}, ())
+    derived(engine, "sha256:v-app", "envrepro-variant:app", "sha256:new",
+            {VARIANT_OF_LABEL: "sha256:app1"}, age_days=1)  # fmt: skip
+    variant = next(b for b in take_inventory(engine).bisect if b.record.image_id == "sha256:v-app")
+    assert not variant.orphaned
+    clean(engine, CleanRequest(), now=NOW)
+    assert "sha256:v-app" in ids(engine)
+    del engine.images["team/app:1"]
+    clean(engine, CleanRequest(), now=NOW)
+    assert "sha256:v-app" not in ids(engine)
+
+
 def test_clean_all_removes_what_bisect_left_too() -> None:
     engine = engine_after_bisects()
     clean(engine, CleanRequest(everything=True), now=NOW)

@@ -91,7 +91,8 @@ class FakeEngine:
     )
 
     def image_exists(self, ref: str) -> bool:
-        return ref in self.images
+        """By a tag, or by an image ID, as the engine answers."""
+        return ref in self.images or any(info.image_id == ref for info in self.images.values())
 
     def inspect_image(self, ref: str) -> ImageInfo:
         if ref not in self.images:
