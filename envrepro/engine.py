@@ -190,11 +190,16 @@ class DockerEngine:
 
         One list request and no inspect per container: a container removed between the two (parity's,
         the moment it ends) would make the SDK's `containers.list()` raise NotFound."""
+        return [str(row["Id"]) for row in self._containers(label)]
+
+    def _containers(self, label: str | None = None) -> list[dict[str, Any]]:
+        """One listing of every container (any state), with `label` only when given."""
         try:
-            rows: list[dict[str, Any]] = self.api.containers(all=True, filters={"label": label})
+            filters = {"label": label} if label else None
+            rows: list[dict[str, Any]] = self.api.containers(all=True, filters=filters)
         except APIError as exc:
             raise EngineError("list containers", _short(exc)) from exc
-        return [str(row["Id"]) for row in rows]
+        return rows
 
     def export_image(self, ref: str) -> Iterator[bytes]:
         """The image as `docker save` writes it (a tar of layers and configs), streamed."""
@@ -212,21 +217,13 @@ class DockerEngine:
 
     def images_used_by_containers(self, excluding: frozenset[str] = frozenset()) -> frozenset[str]:
         """IDs of the images any container (running or stopped) but those `excluding` was created from."""
-        try:
-            rows: list[dict[str, Any]] = self.api.containers(all=True)
-        except APIError as exc:
-            raise EngineError("list containers", _short(exc)) from exc
-        used = (row for row in rows if str(row.get("Id", "")) not in excluding)
+        used = (row for row in self._containers() if str(row.get("Id", "")) not in excluding)
         return frozenset(str(row.get("ImageID", "")) for row in used if row.get("ImageID"))
 
     def list_containers(self, label: str) -> list[ContainerRecord]:
         """Containers (any state) that carry `label`; for one that has ended, when (one inspect each)."""
-        try:
-            rows: list[dict[str, Any]] = self.api.containers(all=True, filters={"label": label})
-        except APIError as exc:
-            raise EngineError("list containers", _short(exc)) from exc
         records = []
-        for row in rows:
+        for row in self._containers(label):
             state, finished = str(row.get("State", "")), None
             if state in ("exited", "dead"):
                 try:

@@ -276,12 +276,12 @@ def build_image(
         try:
             return engine.build(context_tar, tag=tag, options=options)
         except BuildFailedError as exc:
-            if attempt >= CACHE_RACE_RETRIES or not lost_cache_image(exc):
+            if attempt >= CACHE_RACE_RETRIES or not _lost_cache_image(exc):
                 raise
             attempt += 1
             why = "an image the engine's cache pointed to was removed by another build meanwhile"
             _log.warning("build %s: %s; building again (%d of %d)", tag, why, attempt, CACHE_RACE_RETRIES)
 
 
-def lost_cache_image(failure: BuildFailedError) -> bool:
+def _lost_cache_image(failure: BuildFailedError) -> bool:
     return any(_LOST_CACHE_IMAGE.search(line) for line in (*failure.log_tail, str(failure)))

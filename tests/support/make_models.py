@@ -37,6 +37,21 @@ def dense(seed: int) -> "keras.Model":
     return keras.Model(inputs, outputs, name="dense")
 
 
+def cnn(seed: int, activation: str, name: str) -> "keras.Model":
+    """A small CNN on 16x16 images; `activation` is its convolution's."""
+    tf.random.set_seed(seed)
+    return keras.Sequential(
+        [
+            keras.Input((16, 16, 1), name="image"),
+            keras.layers.Conv2D(4, 3, activation=activation),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ],
+        name=name,
+    )
+
+
 def export_savedmodel(model: "keras.Model", path: str) -> None:
     if hasattr(model, "export"):
         model.export(path)
@@ -67,30 +82,8 @@ def main(outdir: str) -> None:
     lam.save(os.path.join(outdir, "lambda.h5"))
     export_savedmodel(lam, os.path.join(outdir, "lambda_savedmodel"))
 
-    tf.random.set_seed(3)
-    cnn = keras.Sequential(
-        [
-            keras.Input((16, 16, 1), name="image"),
-            keras.layers.Conv2D(4, 3, activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Flatten(),
-            keras.layers.Dense(10, activation="softmax"),
-        ],
-        name="cnn",
-    )
-    cnn.save(os.path.join(outdir, "cnn.keras"))
-
-    tf.random.set_seed(4)
-    keras.Sequential(
-        [
-            keras.Input((16, 16, 1), name="image"),
-            keras.layers.Conv2D(4, 3, activation="hard_sigmoid"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Flatten(),
-            keras.layers.Dense(10, activation="softmax"),
-        ],
-        name="cnn_hard_sigmoid",
-    ).save(os.path.join(outdir, "cnn_hard_sigmoid.keras"))
+    cnn(3, "relu", "cnn").save(os.path.join(outdir, "cnn.keras"))
+    cnn(4, "hard_sigmoid", "cnn_hard_sigmoid").save(os.path.join(outdir, "cnn_hard_sigmoid.keras"))
 
     with open(os.path.join(outdir, "dense.h5"), "rb") as handle:
         data = handle.read()
