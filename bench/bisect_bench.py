@@ -1,8 +1,9 @@
 """Benchmark: what `envrepro bisect` costs.
 
 1. Builds per bisect against the number of groups (`--groups`): every group a distribution group (each
-   variant a build), one cause or two that must move together, placed at every position; the count is of
-   distinct variants ddmin asks for, as bisect builds each set once (the real ddmin, the real books).
+   variant a build), the first TensorFlow's; one cause (TensorFlow's group, or any other) or two that must
+   move together, placed at every position; the count is of distinct variants the search asks for, as
+   bisect builds each set once (the real shortlists and ddmin, the real books).
 2. `--real`: the wall time of test (b) — a TF 2.15.1 / Keras 2 model, the image of the TF 2.21 snapshot,
    `--atol 0 --rtol 0` — as a ratio to one cold `envrepro build --no-cache` of the TF 2.15 snapshot.
 
@@ -11,7 +12,11 @@
    the image's and the layers it adds (`docker image inspect` Size, `docker history`). The variant is kept:
    a second run is a cache hit; remove it with `docker rmi`.
 
-Measured 2026-11-30 (2 cores; two CI runs shared the machine during --real):
+Measured 2026-12-07, with the prime suspect tried first (bisect.shortlists): TensorFlow's group the cause,
+  1 build at any number of groups (ddmin alone: 2-6, every group at once first); another single group,
+  median 5 / 7 / 8 / 10 at 4 / 8 / 16 / 32 groups (one more than ddmin alone: the suspect's build); two
+  groups: median 9.5 / 16.5 / 23 / 29.5 (ddmin alone 9.5 / 16 / 22 / 28.5).
+Measured 2026-11-30, ddmin alone (2 cores; two CI runs shared the machine during --real):
   builds per bisect, one cause: median 4 / 5.5 / 7 / 8.5 at 4 / 8 / 16 / 32 groups (max 5 / 7 / 9 / 11);
   two causes that must move together: median 9.5 / 16 / 22 / 28.5 (above the default --max-builds 8
   from 8 groups on).
@@ -33,31 +38,38 @@ import tempfile
 import time
 from pathlib import Path
 
+from envrepro.bisect import shortlists
 from envrepro.ddmin import ddmin
+from envrepro.variants import Group
 
 
 def builds_for(size: int, causes: frozenset[int]) -> int:
+    """Distinct variants bisect's search asks for: group 0 is TensorFlow's (the prime suspect, tried
+    alone first: bisect.shortlists), the others single distributions; then ddmin, memoised, as in _Lab."""
+    groups = tuple(Group("tensorflow" if i == 0 else f"dist-{i}", "packages", ()) for i in range(size))
     asked: set[frozenset[int]] = set()
 
-    def test(subset: tuple[int, ...]) -> bool:
-        asked.add(frozenset(subset))
-        return causes <= set(subset)
+    def test(subset: tuple[Group, ...]) -> bool:
+        chosen = {groups.index(g) for g in subset}
+        asked.add(frozenset(chosen))
+        return causes <= chosen
 
-    assert set(ddmin(tuple(range(size)), test) or ()) == causes
+    found = next((ddmin(s, test) for s in shortlists(groups) if test(s)), None) or ddmin(groups, test)
+    assert {groups.index(g) for g in found or ()} == causes
     return len(asked)
 
 
 def builds_table(sizes: list[int]) -> None:
-    print(f"{'groups':>6} {'causes':>6} {'min':>4} {'median':>6} {'max':>4}")
+    print(f"{'groups':>6} {'causes':>22} {'min':>4} {'median':>6} {'max':>4}")
     for size in sizes:
-        for count in (1, 2):
-            cases = (
-                [frozenset({i}) for i in range(size)]
-                if count == 1
-                else [frozenset({i, j}) for i in range(size) for j in range(i + 1, size)]
-            )
-            builds = [builds_for(size, causes) for causes in cases]
-            print(f"{size:>6} {count:>6} {min(builds):>4} {statistics.median(builds):>6g} {max(builds):>4}")
+        cases = {
+            "TensorFlow's group": [frozenset({0})],
+            "one other group": [frozenset({i}) for i in range(1, size)],
+            "two groups": [frozenset({i, j}) for i in range(size) for j in range(i + 1, size)],
+        }
+        for name, causes in cases.items():
+            builds = [builds_for(size, c) for c in causes]
+            print(f"{size:>6} {name:>22} {min(builds):>4} {statistics.median(builds):>6g} {max(builds):>4}")
 
 
 def timed(argv: list[str]) -> tuple[float, int]:

@@ -148,13 +148,32 @@ def _preprocessing(report: ParityReport) -> tuple[Group, ...]:
 
 def _search(found: Sequence[Group], lab: _Lab) -> tuple[tuple[Group, ...], tuple[Group, ...] | None]:
     """Variables and preprocessing first, as they cost no build: if returning them all restores parity,
-    the cause is there. Otherwise package groups that cannot be installed alone are merged first, then
-    ddmin over all."""
+    the cause is there. Otherwise package groups that cannot be installed alone are merged first, then the
+    prime suspect is tried (`shortlists`): when it restores parity, ddmin runs within it; else over all,
+    the variants already tried not tried again."""
     env = tuple(g for g in found if not needs_build([g]))
     if env and len(env) < len(found) and lab.test(env):
         return tuple(found), ddmin(env, lab.test)
     together = merge_unresolvable(found, lab.lock_error, lab.say)
+    for shortlist in shortlists(together):
+        if lab.test(shortlist):
+            return together, ddmin(shortlist, lab.test)
     return together, ddmin(together, lab.test)
+
+
+def shortlists(found: Sequence[Group]) -> tuple[tuple[Group, ...], ...]:
+    """The sets worth one build before delta debugging: the first companion group that differs (in
+    bisect_groups.json's order: TensorFlow's, then NumPy, then CUDA's) alone, then with every variable and
+    the preprocessing (the same variant image: no second build). A TensorFlow change is the usual cause;
+    found alone it costs one build where ddmin's halving costs several (its first question, every group
+    at once, is a build of its own). When it is not, the search has spent one build more. None when there
+    is no such group, or it is the only package group (ddmin's first question is then the same set)."""
+    packages = [g for g in found if g.kind == "packages"]
+    suspect = next((g for g in packages if g.key.split("+")[0] in companion_groups()), None)
+    if suspect is None or len(packages) < 2:
+        return ()
+    free = tuple(g for g in found if not needs_build([g]))
+    return ((suspect,), (*free, suspect)) if free else ((suspect,),)
 
 
 def merge_unresolvable(

@@ -200,6 +200,41 @@ def test_kept_variants_make_a_rerun_a_cache_hit(recorded: Recorded) -> None:  # 
     assert again.builds == 0 and len(variants(world)) == len(files_images(world)) == 1
 
 
+MANY = {"tensorflow_cpu": "9.9.9", **dict.fromkeys(("h5py", "absl-py", "gast", "six", "wrapt"), "0.1")}
+
+
+def test_a_tensorflow_cause_among_many_groups_costs_one_build(recorded: Recorded) -> None:  # noqa: F811
+    snap, model, raw = recorded
+    world = World(raw, {}, MANY, causes=["tensorflow_cpu"])
+    result = run(world, snap, model)
+    assert [g.key for g in result.cause] == ["tensorflow"]
+    assert [t.groups for t in result.trials] == [("tensorflow",)]  # tried first, alone: nothing else to try
+    assert result.builds == len(variants(world)) == 1  # ddmin alone: every group at once first, then halves
+
+
+def test_a_variable_and_the_tensorflow_group_cost_one_build_for_both(recorded: Recorded) -> None:  # noqa: F811
+    snap, model, raw = recorded
+    causes = ["TF_ENABLE_ONEDNN_OPTS", "tensorflow_cpu"]
+    world = World(raw, {"TF_ENABLE_ONEDNN_OPTS": "0"}, MANY, causes=causes)
+    result = run(world, snap, model)
+    assert sorted(g.key for g in result.cause) == ["TF_ENABLE_ONEDNN_OPTS", "tensorflow"]
+    tried = [(sorted(t.groups), t.passed) for t in result.trials]
+    assert tried[:3] == [(["TF_ENABLE_ONEDNN_OPTS"], False), (["tensorflow"], False),
+                         (["TF_ENABLE_ONEDNN_OPTS", "tensorflow"], True)]  # fmt: skip
+    assert result.builds == 1  # the variable is set at run time in the same variant image
+
+
+def test_when_the_suspect_is_not_the_cause_delta_debugging_still_finds_it(recorded: Recorded) -> None:  # noqa: F811
+    snap, model, raw = recorded
+    world = World(raw, {}, MANY, causes=["gast"])
+    result = run(world, snap, model)
+    assert [g.key for g in result.cause] == ["gast"]
+    first = result.trials[0]
+    assert first.groups == ("tensorflow",) and first.passed is False  # the one build the shortcut cost
+    assert result.trials[1].groups == tuple(g.key for g in result.groups)  # then ddmin, from every group
+    assert result.builds == len(variants(world))
+
+
 def numpy_needing_h5py(
     raw: Mapping[str, Any], error: LockError, failed: list[str]
 ) -> tuple[World, Callable[[Target, Path], Lock]]:
@@ -309,7 +344,8 @@ def test_a_companion_only_in_the_image_is_uninstalled_by_its_groups_variant(reco
     assert result.cause_trial is not None and result.cause_trial.max_abs_error == 0
     # the tensorflow group's own variant installs its one changed distribution and nothing else
     locks = [f["variant.lock.txt"].decode() for f in files_images(world)]
-    assert [text.count("==") for text in locks if text.startswith(f"keras=={keras} ")] == [2, 1]
+    assert [text.count("==") for text in locks if text.startswith(f"keras=={keras} ")] == [1]
+    assert result.builds == 1  # the prime suspect alone, before any set of groups (no keras+numpy build)
     dockerfiles = [" ".join(v["Dockerfile"].decode().replace("\\\n", " ").split()) for v in variants(world)]
     assert any("/opt/venv/bin/python -I - keras tensorboard-extra COPY" in text for text in dockerfiles)
 
