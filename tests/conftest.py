@@ -225,15 +225,35 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# The tests that look at the engine's state; tests/test_parallel_sessions.py runs them in two sessions
+# side by side. A session that runs that test leaves them to it (they would run a third time otherwise).
+PARALLEL_SESSIONS_TEST = (
+    "tests/test_parallel_sessions.py::test_two_sessions_side_by_side_on_one_engine_both_pass"
+)
+ENGINE_STATE_TESTS = (
+    "tests/test_signals_docker.py",
+    "tests/test_shared_engine.py",
+    "tests/test_parity_docker.py::test_timeout_stops_and_removes_the_container",
+    "tests/test_parity_docker.py::test_ctrl_c_during_parity_removes_the_container",
+)
+
+
+def _engine_state_test(nodeid: str) -> bool:
+    return any(nodeid == name or nodeid.startswith((f"{name}::", f"{name}[")) for name in ENGINE_STATE_TESTS)
+
+
+@pytest.hookimpl(trylast=True)  # after -m and -k: the parallel-sessions test must really be selected
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests that take many minutes even from the cache run only when named: by the -m expression or by
     --run-apart. They are the GPU image (a 5.3 GB image; `pytest -m gpu_image`) and bisect's searches
     that build derived TensorFlow images (`pytest -m bisect_builds`). .ci/run names both with --run-apart,
     so they share its workers with the rest (ENVREPRO_CI_GPU_IMAGE=0, ENVREPRO_CI_BISECT_BUILDS=0 leave
-    them out)."""
+    them out). With the parallel-sessions test selected, ENGINE_STATE_TESTS run there, twice at once."""
     named = f"{config.getoption('markexpr') or ''} {' '.join(config.getoption('run_apart'))}"
     markers = [marker for marker in APART if marker not in named]
     apart = [item for item in items if any(item.get_closest_marker(m) for m in markers)]
+    if any(item.nodeid == PARALLEL_SESSIONS_TEST for item in items):
+        apart += [item for item in items if _engine_state_test(item.nodeid)]
     if apart:
         config.hook.pytest_deselected(items=apart)
         items[:] = [item for item in items if item not in apart]

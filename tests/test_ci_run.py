@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from conftest import PARALLEL_SESSIONS_TEST, _engine_state_test
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,3 +62,21 @@ def test_durations_are_merged_by_test_id(tmp_path: Path, monkeypatch: pytest.Mon
     assert schedule.load() == {"a.py::x": 4.0, "b.py::x": 2.0}
     schedule.durations_file().write_text("not json", encoding="utf-8")
     assert schedule.load() == {}
+
+
+def collected(*args: str) -> list[str]:
+    """The test ids `pytest --collect-only` keeps for these arguments (a separate process, as CI runs)."""
+    argv = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [line for line in done.stdout.splitlines() if "::" in line]
+
+
+def test_the_engine_state_tests_run_in_the_parallel_sessions_not_a_third_time() -> None:
+    both = ("tests/test_parallel_sessions.py", "tests/test_shared_engine.py")
+    with_it = collected(*both)
+    assert with_it == [PARALLEL_SESSIONS_TEST]  # its two sessions run test_shared_engine.py, side by side
+    alone = collected("tests/test_shared_engine.py")  # what each of those sessions collects
+    assert alone and all(_engine_state_test(nodeid) for nodeid in alone)
+    not_selected = collected(*both, "-k", "not two")
+    assert not_selected == alone  # left out by -k: the session runs them itself

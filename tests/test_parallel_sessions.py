@@ -5,7 +5,9 @@ the images a session's teardown removes, the build steps a signal stops) run in 
 sessions side by side on this engine. Each session has its own run id (tests/support/owned.py), its own
 image tags and its own build markers; before they had them, the second session's containers made the
 first one's "no container is left" assertions fail. This session's CPU image is built first, so the two
-start from the same warm build cache; started together, they overlap for all of their run.
+start from the same warm build cache; started together, they overlap for all of their run. A session
+that runs this test does not run those tests itself (conftest.py): here they run twice, side by side,
+and a failure of any of them fails this test with the session's log.
 """
 
 from __future__ import annotations
@@ -17,16 +19,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ENGINE_STATE_TESTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 ROOT = Path(__file__).resolve().parent.parent
-ENGINE_STATE_TESTS = (
-    "tests/test_signals_docker.py",
-    "tests/test_shared_engine.py",
-    "tests/test_parity_docker.py::test_timeout_stops_and_removes_the_container",
-    "tests/test_parity_docker.py::test_ctrl_c_during_parity_removes_the_container",
-)
 
 
 def test_two_sessions_side_by_side_on_one_engine_both_pass(cpu_build: object, tmp_path: Path) -> None:
