@@ -95,7 +95,20 @@ def _make_models(python: Path, outdir: Path) -> Path:
 @pytest.fixture(scope="session")
 def tf_models(tf_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Models saved by TF 2.21 / Keras 3: dense.{h5,keras}, dense_savedmodel/, custom.h5, ..."""
-    return _make_models(tf_python, tmp_path_factory.mktemp("models-tf221"))
+    return _given(TF_MODELS_FROM) or _make_models(tf_python, tmp_path_factory.mktemp("models-tf221"))
+
+
+# The files a session that starts others hands them (tests/test_parallel_sessions.py), read only: made by
+# TensorFlow on the host, they are no engine state; each session still builds, tags and runs its own.
+TF_MODELS_FROM = "ENVREPRO_TEST_TF_MODELS"
+TF_SNAPSHOT_FROM = "ENVREPRO_TEST_TF_SNAPSHOT"
+
+
+def _given(variable: str) -> Path | None:
+    given = os.environ.get(variable)
+    if given and not Path(given).exists():
+        raise pytest.UsageError(f"{variable}={given}: no such file")
+    return Path(given) if given else None
 
 
 @pytest.fixture(scope="session")
@@ -159,6 +172,9 @@ PLANTED_CA_MARK = "# envrepro-planted-ca-marker-2f9a6e41"
 @pytest.fixture(scope="session")
 def tf_snapshot(tf_python: Path, tf_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real snapshot of the TF 2.21 environment with reference outputs of the test models."""
+    given = _given(TF_SNAPSHOT_FROM)
+    if given:
+        return given
     out = tmp_path_factory.mktemp("tf221-snapshot") / "envrepro.lock.json"
     models = ["dense.h5", "dense.keras", "dense_savedmodel", "custom.h5", "cnn.keras"]
     argv = ["snapshot", "--python", str(tf_python), "-o", str(out), "--samples", "32"]
