@@ -53,6 +53,13 @@ start of each run; tf-2.21 CPU image, cnn.keras, 1,000 inputs), three runs of 9,
   SDK, click, rich) against a Go binary's; the two uploads (the engine mounts the container's volume for
   each); the archive download after the end.
 
+  Re-measured 2026-12-07 17:05 UTC, quiet (load 0.0 at the start, 5 rounds): (a) 1.09 (0.84-1.39) MET;
+  (b) 1.12 (1.11-1.29) NOT MET; (c) A 3.97 s in the container and 0.79 s around it, B 3.45 s and 0.23 s.
+  In-process: put_archive 0.168 s for the two uploads, create 0.010 s, get_archive 0.058 s. Weighed and
+  not done: starting the container before the probe's upload (a bootstrap `python3 -c` that waits for it)
+  would take ~0.08 s off the way, short of the 0.1-0.3 s the goal needs, and the fake engine runs a
+  container's command at its start, so every unit test of the runner would need another engine model.
+
 usage: python bench/parity_bench.py [--python PATH] [--image IMAGE] [--samples 1000] [--rounds 7]
 (default PATH: the tf-2.21.0 test environment; IMAGE: envrepro-test/tf221:cpu, built by the tests)
 """
