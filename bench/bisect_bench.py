@@ -38,14 +38,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from envrepro.bisect import shortlists
-from envrepro.ddmin import ddmin
+from envrepro.bisect import narrowed
 from envrepro.variants import Group
 
 
 def builds_for(size: int, causes: frozenset[int]) -> int:
     """Distinct variants bisect's search asks for: group 0 is TensorFlow's (the prime suspect, tried
-    alone first: bisect.shortlists), the others single distributions; then ddmin, memoised, as in _Lab."""
+    alone first: bisect.narrowed), the others single distributions; each set counted once, as in _Lab."""
     groups = tuple(Group("tensorflow" if i == 0 else f"dist-{i}", "packages", ()) for i in range(size))
     asked: set[frozenset[int]] = set()
 
@@ -54,7 +53,7 @@ def builds_for(size: int, causes: frozenset[int]) -> int:
         asked.add(frozenset(chosen))
         return causes <= chosen
 
-    found = next((ddmin(s, test) for s in shortlists(groups) if test(s)), None) or ddmin(groups, test)
+    found = narrowed(groups, test)
     assert {groups.index(g) for g in found or ()} == causes
     return len(asked)
 

@@ -155,10 +155,17 @@ def _search(found: Sequence[Group], lab: _Lab) -> tuple[tuple[Group, ...], tuple
     if env and len(env) < len(found) and lab.test(env):
         return tuple(found), ddmin(env, lab.test)
     together = merge_unresolvable(found, lab.lock_error, lab.say)
-    for shortlist in shortlists(together):
-        if lab.test(shortlist):
-            return together, ddmin(shortlist, lab.test)
-    return together, ddmin(together, lab.test)
+    return together, narrowed(together, lab.test)
+
+
+def narrowed(
+    found: Sequence[Group], test: Callable[[tuple[Group, ...]], bool | None]
+) -> tuple[Group, ...] | None:
+    """ddmin within the first of `shortlists` that `test` passes, else over all of `found`."""
+    for shortlist in shortlists(found):
+        if test(shortlist):
+            return ddmin(shortlist, test)
+    return ddmin(found, test)
 
 
 def shortlists(found: Sequence[Group]) -> tuple[tuple[Group, ...], ...]:

@@ -254,7 +254,7 @@ ENGINE_STATE_TESTS = (
 )
 
 
-def _engine_state_test(nodeid: str) -> bool:
+def engine_state_test(nodeid: str) -> bool:
     return any(nodeid == name or nodeid.startswith((f"{name}::", f"{name}[")) for name in ENGINE_STATE_TESTS)
 
 
@@ -269,7 +269,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     markers = [marker for marker in APART if marker not in named]
     apart = [item for item in items if any(item.get_closest_marker(m) for m in markers)]
     if any(item.nodeid == PARALLEL_SESSIONS_TEST for item in items):
-        apart += [item for item in items if _engine_state_test(item.nodeid)]
+        apart += [item for item in items if engine_state_test(item.nodeid)]
     if apart:
         config.hook.pytest_deselected(items=apart)
         items[:] = [item for item in items if item not in apart]

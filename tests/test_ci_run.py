@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PARALLEL_SESSIONS_TEST, _engine_state_test
+from conftest import PARALLEL_SESSIONS_TEST, engine_state_test
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,11 +72,11 @@ def collected(*args: str) -> list[str]:
     return [line for line in done.stdout.splitlines() if "::" in line]
 
 
-def test_the_engine_state_tests_run_in_the_parallel_sessions_not_a_third_time() -> None:
+def test_theengine_state_tests_run_in_the_parallel_sessions_not_a_third_time() -> None:
     both = ("tests/test_parallel_sessions.py", "tests/test_shared_engine.py")
     with_it = collected(*both)
     assert with_it == [PARALLEL_SESSIONS_TEST]  # its two sessions run test_shared_engine.py, side by side
     alone = collected("tests/test_shared_engine.py")  # what each of those sessions collects
-    assert alone and all(_engine_state_test(nodeid) for nodeid in alone)
+    assert alone and all(engine_state_test(nodeid) for nodeid in alone)
     not_selected = collected(*both, "-k", "not two")
     assert not_selected == alone  # left out by -k: the session runs them itself
