@@ -256,8 +256,9 @@ def test_diff_of_the_image_against_its_snapshot_has_nothing_that_breaks_results(
     assert result.exit_code == 0
 
 
-# What the container writes is untrusted: model code (here a --custom-objects module, registered to act
-# after the probe has written its results) replaces them with hostile files, inside the real image.
+# What the container writes is untrusted: model code (here a --custom-objects module, which wraps the
+# os._exit the probe leaves by, so that it acts after the probe has written its results) replaces them with
+# hostile files, inside the real image.
 
 PLANTS = {
     "symlink": "os.remove(RECORD); os.symlink('/etc/passwd', RECORD)",
@@ -265,14 +266,20 @@ PLANTS = {
     "sparse": "f = open(os.path.join(OUT, 'model-0.npz'), 'r+b'); f.truncate(64 << 30); f.close()",
     "invalid-json": "f = open(RECORD, 'w'); f.write('{not json'); f.close()",
 }
+AFTER_THE_PROBE = """
+_leave = os._exit
+def _planted_exit(code):
+    {hook}()
+    _leave(code)
+os._exit = _planted_exit
+"""
 PLANT_MODULE = """
-import atexit, os
+import os
 OUT = "/envrepro/out"
 RECORD = os.path.join(OUT, "record.json")
 def plant():
     {action}
-atexit.register(plant)
-"""
+""" + AFTER_THE_PROBE.format(hook="plant")
 
 
 @pytest.mark.parametrize(
@@ -320,7 +327,7 @@ def test_the_container_has_the_cpu_limit_asked_for(
 ) -> None:
     probe = tmp_path / "cpus.py"
     probe.write_text(
-        "import atexit, json, os\n"
+        "import json, os\n"
         "def note():\n"
         "    quota = open('/sys/fs/cgroup/cpu/cpu.cfs_quota_us').read().strip() "
         "if os.path.exists('/sys/fs/cgroup/cpu/cpu.cfs_quota_us') "
@@ -328,8 +335,7 @@ def test_the_container_has_the_cpu_limit_asked_for(
         "    path = '/envrepro/out/record.json'\n"
         "    record = json.load(open(path))\n"
         "    record['models'][0]['timings']['cpu_quota'] = float(quota.split()[0])\n"
-        "    json.dump(record, open(path, 'w'))\n"
-        "atexit.register(note)\n",
+        "    json.dump(record, open(path, 'w'))\n" + AFTER_THE_PROBE.format(hook="note"),
         encoding="utf-8",
     )
     result, data = parity(

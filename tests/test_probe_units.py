@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -224,3 +226,23 @@ def test_a_probe_whose_arguments_never_come_stops_at_its_timeout(tmp_path):
     probe = _probe_main()
     with pytest.raises(SystemExit, match=r"no arguments came within 0\.05 s"):
         probe._arguments_sent(str(tmp_path), 0.05)
+
+
+def test_the_probe_leaves_without_the_interpreters_teardown_once_its_record_is_written(tmp_path):
+    """The record is whole and the exit code 0, and the teardown (TensorFlow's takes 0.3-1.4 s) never runs:
+    the atexit hook registered before the probe does not fire, while what was printed still comes out."""
+    probe_main = Path(_probe_main().__file__)
+    out, marker = tmp_path / "record.json", tmp_path / "teardown-ran"
+    code = (
+        "import atexit, runpy, sys\n"
+        f"atexit.register(lambda: open({str(marker)!r}, 'w').close())\n"
+        "print('printed before the exit', end='')\n"
+        f"sys.argv = [{str(probe_main)!r}, '--out', {str(out)!r}, '--no-tensorflow']\n"
+        f"runpy.run_path({str(probe_main)!r}, run_name='__main__')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "printed before the exit"
+    assert json.loads(out.read_text(encoding="utf-8"))["environment"]["tensorflow"] is None
+    assert not marker.exists()
