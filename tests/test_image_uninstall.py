@@ -5,15 +5,13 @@ uninstalled by pip, the other by the rendered RUN."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
+from wheels import make_wheel
 
 from envrepro.errors import UnsafeValueError
 from envrepro.grammar import dockerfile_program
@@ -38,25 +36,7 @@ SCRIPTS = {"demo-pkg": "demo-cli = demo_pkg.core:main"}
 
 def wheel(out: Path, name: str) -> Path:
     """A py3-none-any wheel of `name` 1.0 with WHEELS[name] and a RECORD of sha256 hashes."""
-    stem = name.replace("-", "_")
-    info = f"{stem}-1.0.dist-info"
-    files = dict(WHEELS[name])
-    files[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n"
-    files[f"{info}/WHEEL"] = (
-        "Wheel-Version: 1.0\nGenerator: envrepro-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    )
-    if name in SCRIPTS:
-        files[f"{info}/entry_points.txt"] = f"[console_scripts]\n{SCRIPTS[name]}\n"
-    record = []
-    for path, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
-        record.append(f"{path},sha256={digest},{len(text.encode())}")
-    files[f"{info}/RECORD"] = "\n".join([*record, f"{info}/RECORD,,"]) + "\n"
-    target = out / f"{stem}-1.0-py3-none-any.whl"
-    with zipfile.ZipFile(target, "w") as archive:
-        for path, text in files.items():
-            archive.writestr(path, text)
-    return target
+    return make_wheel(out, name, WHEELS[name], SCRIPTS.get(name))
 
 
 def venv_with_wheels(root: Path, wheels: list[Path]) -> Path:

@@ -5,19 +5,16 @@ dependencies), so no index is needed."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
 from test_workflow_replay import REUSABLE, parse_workflows
+from wheels import make_wheel
 
-WHEEL_NAME = "envrepro_stub-1.0-py3-none-any.whl"
 OLD_PIP = """#!/bin/sh
 # A set-up Python whose pip predates --python (22.3), as an old self-hosted runner's.
 if [ "$1" = "-m" ] && [ "$2" = "pip" ] && [ "$3" = "--python" ]; then
@@ -42,24 +39,8 @@ def install_steps() -> list[str]:
 
 def stub_wheel(folder: Path) -> Path:
     """A valid wheel with one module and an `envrepro` console script that prints a version."""
-    files = {
-        "envrepro_stub.py": "def main():\n    print('envrepro, version stub')\n",
-        "envrepro_stub-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: envrepro-stub\nVersion: 1.0\n",
-        "envrepro_stub-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-        "Tag: py3-none-any\n",
-        "envrepro_stub-1.0.dist-info/entry_points.txt": "[console_scripts]\nenvrepro = envrepro_stub:main\n",
-    }
-    record = []
-    for name, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
-        record.append(f"{name},sha256={digest},{len(text.encode())}")
-    record.append("envrepro_stub-1.0.dist-info/RECORD,,")
-    wheel = folder / WHEEL_NAME
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for name, text in files.items():
-            archive.writestr(name, text)
-        archive.writestr("envrepro_stub-1.0.dist-info/RECORD", "\n".join(record) + "\n")
-    return wheel
+    module = {"envrepro_stub.py": "def main():\n    print('envrepro, version stub')\n"}
+    return make_wheel(folder, "envrepro-stub", module, "envrepro = envrepro_stub:main")
 
 
 def run_install(
