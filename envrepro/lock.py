@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from envrepro import proc
+from envrepro import pipcompile, proc
 from envrepro.data import version_tuple
 from envrepro.errors import LockEnvironmentError, LockError, NotReproducibleError
 from envrepro.fsutil import write_atomic
@@ -287,10 +287,10 @@ def _compile(
 
 
 def _compile_command(source: Path, output: Path) -> list[str]:
+    """pip-compile through envrepro/pipcompile/run.py (the index's published hashes), as in the image."""
     return [
         sys.executable,
-        "-m",
-        "piptools",
+        str(pipcompile.SCRIPT),
         "compile",
         *COMPILE_FLAGS,
         "--output-file",

@@ -7,7 +7,9 @@ whatever happens), in the base image as the non-root user:
 
     python3 -m venv /tmp/...                      the container's own tmpfs
     pip install pip==<host's> pip-tools==<host's> the versions envrepro itself runs with (same resolution)
-    python -m piptools compile <lock.COMPILE_FLAGS> --output-file /envrepro/out/requirements.txt
+    python in/pip_compile.py compile <lock.COMPILE_FLAGS> --output-file /envrepro/out/requirements.txt
+
+(pip_compile.py is envrepro/pipcompile/run.py, the host's pip-compile too: the index's published hashes.)
 
 The index reaches pip as the build's does: a pip.conf (index URLs with credentials, trusted hosts) and the
 CA bundle, uploaded as bytes through the Engine API into the container's volume; they are never written
@@ -24,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 
-from envrepro import runner
+from envrepro import pipcompile, runner
 from envrepro.engine_api import ContainerEngine, RunResult
 from envrepro.errors import EngineError, LockError, LockPlatformError, ProbeOutputError
 from envrepro.inbox import InBytes, InFile
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 
 ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "ppc64le": "ppc64le"}
 LOCK_OUT = "requirements.txt"
+PIP_COMPILE = "pip_compile.py"  # envrepro/pipcompile/run.py, uploaded next to requirements.in
 MAX_LOCK_BYTES = 16 * 1024 * 1024  # a TensorFlow GPU lock with every file's hash is about 200 KiB
 _VENV = "/tmp/envrepro-lock-venv"  # noqa: S108 - the container's own tmpfs
 _EXEC_FORMAT = "exec format error"  # what the kernel says when no emulator runs a foreign binary
@@ -114,11 +117,12 @@ def lock_output(files: dict[str, bytes]) -> str | None:
 
 
 def lock_inputs(requirements_in: str, index: BuildSecrets) -> list[InFile | InBytes]:
-    """requirements.in, pip.conf (index, credentials) and ca.pem: bytes only, never a host file."""
+    """requirements.in, pip.conf (index, credentials), ca.pem and the pip-compile script: bytes only."""
     cert = runner.in_path("ca.pem") if index.ca_bundle is not None else None
     inputs: list[InFile | InBytes] = [
         InBytes(requirements_in.encode("utf-8"), "requirements.in"),
         InBytes(pip_conf_text(index, cert).encode("utf-8"), "pip.conf"),
+        InBytes(pipcompile.SCRIPT.read_bytes(), PIP_COMPILE),
     ]
     if index.ca_bundle is not None:
         inputs.append(InBytes(index.ca_bundle, "ca.pem"))
@@ -130,7 +134,7 @@ def lock_command(python: str, flags: Sequence[str]) -> tuple[str, ...]:
     venv_python = f"{_VENV}/bin/python"
     install = [venv_python, "-m", "pip", "install", "--quiet", "--no-warn-script-location"]
     tools, pip = f"pip-tools=={metadata.version('pip-tools')}", f"pip=={metadata.version('pip')}"
-    compile_ = [venv_python, "-m", "piptools", "compile", *flags]
+    compile_ = [venv_python, runner.in_path(PIP_COMPILE), "compile", *flags]
     compile_ += ["--output-file", f"{runner.OUT_DIR}/{LOCK_OUT}", runner.in_path("requirements.in")]
     script = [
         "set -e",

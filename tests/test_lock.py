@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from envrepro import pipcompile
 from envrepro.errors import InputFileError, LockEnvironmentError, LockError, NotReproducibleError
 from envrepro.lock import (
     COMPILE_FLAGS,
@@ -306,7 +307,8 @@ def test_a_matching_host_resolves_here_unless_the_image_is_asked_for(tmp_path: P
     )
 
     assert len(fake.commands) == 1 and len(in_image.asked) == 1
-    assert fake.commands[0][4:-3] == COMPILE_FLAGS  # python -m piptools compile FLAGS --output-file OUT IN
+    assert tuple(fake.commands[0][1:3]) == (str(pipcompile.SCRIPT), "compile")  # run.py compile FLAGS -o OUT
+    assert tuple(fake.commands[0][3:-3]) == COMPILE_FLAGS
 
 
 @pytest.mark.parametrize("host", OTHER_HOSTS)

@@ -104,7 +104,7 @@ def test_the_command_installs_the_hosts_pip_tools_and_runs_pip_compile_with_the_
     assert (shell, flag) == ("/bin/sh", "-c")
     assert f"pip-tools=={metadata.version('pip-tools')}" in script
     assert f"pip=={metadata.version('pip')}" in script
-    assert "-m piptools compile " + " ".join(COMPILE_FLAGS) in script
+    assert "/envrepro/in/pip_compile.py compile " + " ".join(COMPILE_FLAGS) in script
     assert "--output-file /envrepro/out/requirements.txt /envrepro/in/requirements.in" in script
     assert "PIP_CONFIG_FILE=/envrepro/in/pip.conf" in script
 
