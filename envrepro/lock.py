@@ -17,6 +17,10 @@ What pip-tools can and cannot do for another environment (checked against pip-to
   pip's `Wheel.supported` to accept every platform and Python tag (piptools/repositories/pypi.py). Checked
   here: numpy==2.1.3 locks with one hash per file of that release (macOS and Windows wheels included), so
   `pip install --require-hashes` in the image finds its own wheel's hash whatever the host's glibc is.
+- Each file's hash is the one its index publishes (PEP 503/691 links: the value pip checks a download
+  against) where pip-tools would download the file to hash it: pip-tools takes published hashes only from
+  PyPI's JSON API, so any other index (devpi, Artifactory, a mirror) had every file of every pinned release
+  downloaded. Both places run pip-compile through envrepro/pipcompile/run.py for that.
 
 The host's pip configuration (index URLs, find-links, constraints, cert) is used for resolving, but the
 lock text carries only `name==version` lines and hashes: no index URL, no local path, no credential.
