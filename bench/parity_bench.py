@@ -60,6 +60,12 @@ start of each run; tf-2.21 CPU image, cnn.keras, 1,000 inputs), three runs of 9,
   would take ~0.08 s off the way, short of the 0.1-0.3 s the goal needs, and the fake engine runs a
   container's command at its start, so every unit test of the runner would need another engine model.
 
+  Re-measured 2026-12-07 20:34 UTC, quiet (load 0.06, 5 rounds), after the probe leaves by os._exit once
+  its results are written (6e3d36b): (a) 0.99 (0.97-1.16) MET; (b) 0.99 (0.93-1.17; 4.30 s vs 4.05 s) MET;
+  (c) A 3.59 s in the container and 0.71 s around it, B 3.79 s and 0.26 s. Where it went: the interpreter's
+  teardown with TensorFlow loaded, after the last byte the host reads, took 0.8-1.4 s in the container
+  (measured by hand: `date` after a script's own end, 6 runs); the bare script still pays it.
+
 usage: python bench/parity_bench.py [--python PATH] [--image IMAGE] [--samples 1000] [--rounds 7]
 (default PATH: the tf-2.21.0 test environment; IMAGE: envrepro-test/tf221:cpu, built by the tests)
 """
