@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from test_workflow_replay import REUSABLE, parse_workflows
+from test_workflows import run_step
 from wheels import make_wheel
 
 OLD_PIP = """#!/bin/sh
@@ -55,13 +56,7 @@ def run_install(
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV" and not k.startswith("PYTEST")}
     env |= {"PATH": f"{python_dir}{os.pathsep}{env.get('PATH', '')}", "RUNNER_TEMP": str(runner_temp)}
     env |= {"GITHUB_PATH": str(github_path), "ENVREPRO_SPEC": str(stub_wheel(tmp_path))}
-    done = subprocess.run(
-        [bash, "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = run_step(bash, script, env)
     assert github_path.read_text(encoding="utf-8") == f"{runner_temp / 'envrepro-venv' / 'bin'}\n"
     return done, runner_temp / "envrepro-venv"
 

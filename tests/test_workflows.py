@@ -470,6 +470,17 @@ def test_the_example_repository_is_complete() -> None:
 # --- the plan step, run with bash ---------------------------------------------------------------------
 
 
+def run_step(bash: str, script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A step's run: script as the runner runs it: bash, no profile, -e and pipefail."""
+    return subprocess.run(
+        [bash, "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def plan_script(linted: dict[Path, Linted]) -> str:
     (step,) = [s for s in linted[REUSABLE].document["jobs"]["plan"]["steps"] if s.get("id") == "plan"]
     return str(step["run"])
@@ -505,13 +516,7 @@ def plan(linted: dict[Path, Linted], tmp_path: Path) -> Plan:
         env = {"PATH": os.environ["PATH"], "GITHUB_OUTPUT": str(output)}
         env |= {"MODELS": models, "TARGET": target, "ATOL": atol, "RTOL": rtol, "RUNS_ON": runs_on}
         env |= {"PLATFORM": platform}
-        done = subprocess.run(
-            [bash, "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        done = run_step(bash, script, env)
         outputs = dict(line.split("=", 1) for line in output.read_text(encoding="utf-8").splitlines())
         return Planned(done.returncode, outputs, done.stdout + done.stderr)
 
